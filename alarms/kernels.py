@@ -1,0 +1,387 @@
+"""The numba kernels: the only module in the project that defines ``@njit`` functions.
+
+Every kernel is private, takes and returns plain arrays and uses no globals (STYLE.md
+"Kernel / wrapper split"); the public wrappers in ``alarms.engine``, ``alarms.exposure``
+and ``alarms.cascade`` validate dtypes and shapes before calling them. Each kernel has a
+slow pure-Python twin in ``tests/reference.py`` (or the tests) that it must equal.
+
+Kernels are compiled with ``cache=True`` so the service loads them from disk instead of
+compiling while it polls (DESIGN.md "Data flow"); the cache folder defaults to
+``~/.cache/facility-numba`` because the package folder may be read-only when installed.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault(
+    "NUMBA_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "facility-numba")
+)
+
+import numpy as np  # noqa: E402
+from numba import njit  # noqa: E402
+
+# Column layout of the packed per-rule arrays, shared with alarms.engine. Packing the
+# parameters and the state into two 2-D arrays keeps the kernel's argument list short, so
+# the per-call dispatch cost of a 2 000-point live cycle stays in microseconds.
+P_HIGH, P_LIMIT, P_DEADBAND, P_ON, P_OFF, P_M, P_N, P_GAP = range(8)
+N_PARAMS = 8
+S_ACTIVE, S_LAST_TS, S_RUN_T0, S_CLR_C0, S_WHEAD, S_WLEN, S_WCNT = range(7)
+N_STATE = 7
+
+
+@njit(cache=True)
+def _grow(buf, n):
+    """Return ``buf`` doubled in length with its first ``n`` entries copied."""
+    out = np.empty(max(16, buf.shape[0] * 2), dtype=buf.dtype)
+    out[:n] = buf[:n]
+    return out
+
+
+@njit(cache=True)
+def _scan_limits(point, ts, value, good, rule_ptr, rule_idx, params, win_off,
+                 state, win_ts, win_beyond):
+    """Evaluate DESIGN.md "Limit rules (exact)" over one batch, updating ``state`` in place.
+
+    ``rule_ptr``/``rule_idx`` are CSR arrays: the rules of point p are
+    ``rule_idx[rule_ptr[p]:rule_ptr[p + 1]]`` in ascending order, so the transitions come
+    out ordered by sample, then rule, without sorting. The M-of-N window of rule r is the
+    ring buffer ``win_ts/win_beyond[win_off[r]:win_off[r] + N]``.
+
+    Returns (rule, sample, event, onset, count); only the first ``count`` entries are used.
+    """
+    n = point.shape[0]
+    n_points = rule_ptr.shape[0] - 1
+    cap = 64
+    t_rule = np.empty(cap, dtype=np.int64)
+    t_sample = np.empty(cap, dtype=np.int64)
+    t_event = np.empty(cap, dtype=np.int8)
+    t_onset = np.empty(cap, dtype=np.float64)
+    k = 0
+    for i in range(n):
+        p = point[i]
+        if p < 0 or p >= n_points:
+            continue
+        t = ts[i]
+        v = value[i]
+        # "Skipped": not good, not finite (value or time).
+        if not good[i] or not np.isfinite(v) or not np.isfinite(t):
+            continue
+        for j in range(rule_ptr[p], rule_ptr[p + 1]):
+            r = rule_idx[j]
+            last = state[r, S_LAST_TS]
+            # "Skipped": a duplicate (same time) or out of order (earlier time).
+            if t <= last:
+                continue
+            state[r, S_LAST_TS] = t
+            m = params[r, P_M]
+            # "Gap": more than max_gap_s since the previous good sample breaks every run.
+            if t - last > params[r, P_GAP]:
+                state[r, S_RUN_T0] = np.nan
+                state[r, S_CLR_C0] = np.nan
+                state[r, S_WHEAD] = 0.0
+                state[r, S_WLEN] = 0.0
+                state[r, S_WCNT] = 0.0
+            lim = params[r, P_LIMIT]
+            if params[r, P_HIGH] != 0.0:
+                beyond = v > lim
+            else:
+                beyond = v < lim
+            event = 0
+            onset = 0.0
+            if state[r, S_ACTIVE] == 0.0:
+                if m == 0.0:
+                    # "Inactive", no M-of-N: a run of consecutive beyond samples from t0.
+                    if beyond:
+                        t0 = state[r, S_RUN_T0]
+                        if t0 != t0:  # NaN: no run yet, this sample starts one
+                            t0 = t
+                            state[r, S_RUN_T0] = t
+                        if t - t0 >= params[r, P_ON]:
+                            event = 1
+                            onset = t0
+                    else:
+                        state[r, S_RUN_T0] = np.nan
+                else:
+                    # "Inactive" with M-of-N over the last N good samples.
+                    nn = int(params[r, P_N])
+                    base = win_off[r]
+                    head = int(state[r, S_WHEAD])
+                    wlen = int(state[r, S_WLEN])
+                    cnt = int(state[r, S_WCNT])
+                    if wlen == nn:  # full: the oldest entry (at head) drops out
+                        cnt -= win_beyond[base + head]
+                    else:
+                        wlen += 1
+                    win_ts[base + head] = t
+                    win_beyond[base + head] = 1 if beyond else 0
+                    if beyond:
+                        cnt += 1
+                    head += 1
+                    if head == nn:
+                        head = 0
+                    state[r, S_WHEAD] = head
+                    state[r, S_WLEN] = wlen
+                    state[r, S_WCNT] = cnt
+                    if cnt >= m:  # at least M of the last N (this one included)
+                        event = 1
+                        onset = t
+                        for q in range(wlen):  # entries fill 0..wlen-1 after a reset
+                            if win_beyond[base + q] == 1 and win_ts[base + q] < onset:
+                                onset = win_ts[base + q]
+                if event == 1:
+                    state[r, S_ACTIVE] = 1.0
+                    state[r, S_RUN_T0] = np.nan
+                    state[r, S_CLR_C0] = np.nan
+                    state[r, S_WHEAD] = 0.0
+                    state[r, S_WLEN] = 0.0
+                    state[r, S_WCNT] = 0.0
+            else:
+                # "Active": a run of consecutive back samples from c0 clears after off_delay.
+                if params[r, P_HIGH] != 0.0:
+                    back = v <= lim - params[r, P_DEADBAND]
+                else:
+                    back = v >= lim + params[r, P_DEADBAND]
+                if back:
+                    c0 = state[r, S_CLR_C0]
+                    if c0 != c0:
+                        c0 = t
+                        state[r, S_CLR_C0] = t
+                    if t - c0 >= params[r, P_OFF]:
+                        event = -1
+                        onset = c0
+                        # "On clearing, all counting starts afresh."
+                        state[r, S_ACTIVE] = 0.0
+                        state[r, S_RUN_T0] = np.nan
+                        state[r, S_CLR_C0] = np.nan
+                        state[r, S_WHEAD] = 0.0
+                        state[r, S_WLEN] = 0.0
+                        state[r, S_WCNT] = 0.0
+                else:
+                    state[r, S_CLR_C0] = np.nan
+            if event != 0:
+                if k == t_rule.shape[0]:
+                    t_rule = _grow(t_rule, k)
+                    t_sample = _grow(t_sample, k)
+                    t_event = _grow(t_event, k)
+                    t_onset = _grow(t_onset, k)
+                t_rule[k] = r
+                t_sample[k] = i
+                t_event[k] = event
+                t_onset[k] = onset
+                k += 1
+    return t_rule, t_sample, t_event, t_onset, k
+
+
+@njit(cache=True)
+def _stale_scan(point, ts, good, value, stale_after_s, last_good_ts, stale):
+    """Stale detection over one batch (DESIGN.md "Stale"), updating per-point state in place.
+
+    A point is stale from ``last good ts + stale_after_s``. In a batch this is noticed at
+    the point's next sample (good or not) at or after that time: a raise with that onset;
+    the next good sample clears it (onset = its time). ``_stale_check`` covers "every
+    cycle" and "the end of the input". Returns (point, sample, event, onset, count).
+    """
+    n = point.shape[0]
+    n_points = last_good_ts.shape[0]
+    cap = 16
+    o_point = np.empty(cap, dtype=np.int64)
+    o_sample = np.empty(cap, dtype=np.int64)
+    o_event = np.empty(cap, dtype=np.int8)
+    o_onset = np.empty(cap, dtype=np.float64)
+    k = 0
+    for i in range(n):
+        p = point[i]
+        if p < 0 or p >= n_points or not np.isfinite(ts[i]):
+            continue
+        t = ts[i]
+        last = last_good_ts[p]
+        sa = stale_after_s[p]
+        is_good = good[i] and np.isfinite(value[i])
+        for step in range(2):  # at most a raise, then a clear, on one sample
+            ev = 0
+            onset = 0.0
+            if step == 0:
+                # A good sample exactly at the deadline is in time; anything else at or
+                # after it finds the point stale since last + stale_after_s.
+                late = t > last + sa if is_good else t >= last + sa
+                if not stale[p] and last == last and late:
+                    ev = 1
+                    onset = last + sa
+                    stale[p] = True
+            elif is_good and (last != last or t > last):
+                last_good_ts[p] = t
+                if stale[p]:
+                    ev = -1
+                    onset = t
+                    stale[p] = False
+            if ev != 0:
+                if k == o_point.shape[0]:
+                    o_point = _grow(o_point, k)
+                    o_sample = _grow(o_sample, k)
+                    o_event = _grow(o_event, k)
+                    o_onset = _grow(o_onset, k)
+                o_point[k] = p
+                o_sample[k] = i
+                o_event[k] = ev
+                o_onset[k] = onset
+                k += 1
+    return o_point, o_sample, o_event, o_onset, k
+
+
+@njit(cache=True)
+def _stale_check(now, stale_after_s, last_good_ts, stale):
+    """Mark points stale at time ``now``; return the newly stale points' raise times (NaN else)."""
+    out = np.full(last_good_ts.shape[0], np.nan)
+    for p in range(last_good_ts.shape[0]):
+        last = last_good_ts[p]
+        if not stale[p] and last == last and now >= last + stale_after_s[p]:
+            stale[p] = True
+            out[p] = last + stale_after_s[p]
+    return out
+
+
+@njit(cache=True)
+def _cascade(ts_a, v_a, q_a, ts_b, v_b, q_b, max_skew_s, st):
+    """Derive ``a - b`` from two inputs measured against a common reference (DESIGN.md
+    "Pressure cascade"), at each time where either input has a good sample.
+
+    Inputs are each sorted by time; a duplicate time within one input is ignored (first
+    wins). ``st`` carries, per input (row 0 = a, row 1 = b): last time seen, last good
+    time, last good value, quality of the latest sample. The other input's latest good
+    sample is used when no older than ``max_skew_s``; otherwise the derived sample has the
+    worse quality of the two (the other's own quality, or STALE=3 if it was good but old).
+    Returns (ts, value, quality, count).
+    """
+    na = ts_a.shape[0]
+    nb = ts_b.shape[0]
+    o_ts = np.empty(na + nb, dtype=np.float64)
+    o_v = np.empty(na + nb, dtype=np.float64)
+    o_q = np.empty(na + nb, dtype=np.int8)
+    ia = 0
+    ib = 0
+    k = 0
+    while ia < na or ib < nb:
+        if ib >= nb or (ia < na and ts_a[ia] <= ts_b[ib]):
+            t = ts_a[ia]
+        else:
+            t = ts_b[ib]
+        any_good = False
+        while ia < na and ts_a[ia] == t:
+            if t > st[0, 0] or st[0, 0] != st[0, 0]:
+                st[0, 0] = t
+                st[0, 3] = q_a[ia] if np.isfinite(v_a[ia]) or q_a[ia] != 0 else 1
+                if q_a[ia] == 0 and np.isfinite(v_a[ia]):
+                    st[0, 1] = t
+                    st[0, 2] = v_a[ia]
+                    any_good = True
+            ia += 1
+        while ib < nb and ts_b[ib] == t:
+            if t > st[1, 0] or st[1, 0] != st[1, 0]:
+                st[1, 0] = t
+                st[1, 3] = q_b[ib] if np.isfinite(v_b[ib]) or q_b[ib] != 0 else 1
+                if q_b[ib] == 0 and np.isfinite(v_b[ib]):
+                    st[1, 1] = t
+                    st[1, 2] = v_b[ib]
+                    any_good = True
+            ib += 1
+        if any_good:
+            q = 0
+            for s in range(2):
+                if not (st[s, 1] == st[s, 1] and t - st[s, 1] <= max_skew_s):
+                    qs = st[s, 3] if st[s, 3] > 0 else 3
+                    if qs > q:
+                        q = qs
+            o_ts[k] = t
+            o_v[k] = st[0, 2] - st[1, 2] if q == 0 else np.nan
+            o_q[k] = q
+            k += 1
+    return o_ts, o_v, o_q, k
+
+
+@njit(cache=True)
+def _exposure(ts, conc, first_out, window_s, max_hold_s):
+    """Time-weighted mean over [t - W, t] at each sample from ``first_out`` on
+    (DESIGN.md "Gas exposure").
+
+    ``ts`` strictly increasing times of good samples, ``conc`` their finite values. Each
+    value (negative counts as 0) holds until the next sample, at most ``max_hold_s``;
+    uncovered time contributes 0 to the integral. Returns (mean, coverage fraction) for
+    samples ``first_out:``.
+    """
+    n = ts.shape[0]
+    seg_len = np.zeros(n + 1)  # prefix sums of segment lengths and areas
+    seg_area = np.zeros(n + 1)
+    ends = np.empty(n)
+    for i in range(n):
+        e = ts[i] + max_hold_s
+        if i + 1 < n and ts[i + 1] < e:
+            e = ts[i + 1]
+        if i + 1 == n:
+            e = ts[i]  # the newest sample has not held yet
+        ends[i] = e
+        c = conc[i] if conc[i] > 0.0 else 0.0
+        seg_len[i + 1] = seg_len[i] + (e - ts[i])
+        seg_area[i + 1] = seg_area[i] + c * (e - ts[i])
+    m = n - first_out
+    mean = np.empty(max(m, 0))
+    cover = np.empty(max(m, 0))
+    j = 0
+    for kk in range(first_out, n):
+        t = ts[kk]
+        start = t - window_s
+        while j < kk and ends[j] <= start:
+            j += 1
+        length = 0.0
+        area = 0.0
+        if j < kk:
+            c = conc[j] if conc[j] > 0.0 else 0.0
+            part = ends[j] - max(ts[j], start)
+            length = seg_len[kk] - seg_len[j + 1] + part
+            area = seg_area[kk] - seg_area[j + 1] + c * part
+        mean[kk - first_out] = area / window_s
+        cover[kk - first_out] = length / window_s
+    return mean, cover
+
+
+@njit(cache=True)
+def _rate_of_change(point, ts, value, good, last_ts, last_value):
+    """Rate of change per second between consecutive good samples of each point.
+
+    Duplicates and out-of-order samples are skipped as in the limit rules; the result is
+    NaN where a sample is not evaluated or has no predecessor. State is updated in place.
+    """
+    n = point.shape[0]
+    out = np.full(n, np.nan)
+    for i in range(n):
+        p = point[i]
+        if p < 0 or p >= last_ts.shape[0]:
+            continue
+        t = ts[i]
+        v = value[i]
+        if not good[i] or not np.isfinite(v) or not np.isfinite(t):
+            continue
+        lt = last_ts[p]
+        if lt == lt and t <= lt:
+            continue
+        if lt == lt:
+            out[i] = (v - last_value[p]) / (t - lt)
+        last_ts[p] = t
+        last_value[p] = v
+    return out
+
+
+@njit(cache=True)
+def _stateless_compare(point, value, rule_ptr, limits):
+    """Benchmark baseline: the same compares per sample as the scan, with no state."""
+    n_points = rule_ptr.shape[0] - 1
+    count = 0
+    for i in range(point.shape[0]):
+        p = point[i]
+        if p < 0 or p >= n_points:
+            continue
+        v = value[i]
+        for j in range(rule_ptr[p], rule_ptr[p + 1]):
+            if v > limits[j]:
+                count += 1
+    return count

@@ -1,0 +1,204 @@
+"""Delivery of one outbox message to one channel: PagerDuty, webhook, SMTP, command.
+
+Each ``deliver_*`` function is blocking (urllib, smtplib, subprocess) and is run by the
+dispatcher in a worker thread. They never raise for delivery problems: they return a
+``Delivery`` saying whether it worked and, if not, whether a retry may help
+(reference/standards.md §7: PagerDuty 202 accepted, 400 do not retry, 429/5xx retry).
+Secrets (routing key, SMTP login) are read from the environment variables the channel
+names, at send time, so they never reach the database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import smtplib
+import socket
+import ssl
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.message import EmailMessage
+
+from facility.config_schema import Channel, PagingCfg
+
+PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
+PD_SEVERITIES = ("critical", "error", "warning", "info")
+MAX_DEDUP = 255  # PagerDuty Events API v2 limit
+MAX_SUMMARY = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """Outcome of one attempt: ``ok``; else ``retry`` (transient) or permanent failure."""
+
+    ok: bool
+    retry: bool = False
+    error: str = ""
+    retry_after_s: float | None = None
+
+
+def pagerduty_body(msg: Mapping, routing_key: str) -> dict:
+    """The Events API v2 JSON for an outbox message (limits enforced here)."""
+    sev = msg.get("severity", "error")
+    body: dict = {
+        "routing_key": routing_key,
+        "event_action": msg["action"],
+        "dedup_key": str(msg["dedup_key"])[:MAX_DEDUP],
+    }
+    if msg["action"] == "trigger":
+        body["payload"] = {
+            "summary": str(msg.get("summary", ""))[:MAX_SUMMARY] or msg["dedup_key"],
+            "source": msg.get("source") or "facility",
+            "severity": sev if sev in PD_SEVERITIES else "error",
+            "timestamp": msg.get("timestamp"),
+            "component": msg.get("component"),
+            "group": msg.get("group"),
+            "class": msg.get("class"),
+            "custom_details": msg.get("custom_details", {}),
+        }
+    return body
+
+
+def _post_json(url: str, body: dict, timeout_s: float) -> Delivery:
+    data = json.dumps(body, sort_keys=True).encode()
+    req = urllib.request.Request(
+        url, data=data, method="POST", headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            resp.read()
+            return Delivery(True)
+    except urllib.error.HTTPError as e:
+        code = e.code
+        text = e.read()[:200].decode("utf-8", "replace") if e.fp else ""
+        err = f"HTTP {code} from {url}: {text}".strip()
+        if code == 429 or code >= 500 or code == 408:
+            ra = e.headers.get("Retry-After") if e.headers else None
+            try:
+                after = float(ra) if ra else None
+            except ValueError:
+                after = None
+            return Delivery(False, retry=True, error=err, retry_after_s=after)
+        return Delivery(False, retry=False, error=err)
+    except (urllib.error.URLError, OSError, socket.timeout) as e:
+        return Delivery(False, retry=True, error=f"{url}: {e}")
+
+
+def deliver_pagerduty(ch: Channel, msg: Mapping, env: Mapping[str, str]) -> Delivery:
+    """POST to the Events API v2 (202 accepted; 400 permanent; 429/5xx retry)."""
+    key = env.get(ch.routing_key_env or "", "")
+    if not key:
+        return Delivery(False, retry=True,
+                        error=f"channel {ch.id}: env var routing_key_env="
+                        f"{ch.routing_key_env!r} is not set")
+    return _post_json(ch.url or PAGERDUTY_URL, pagerduty_body(msg, key), ch.timeout_s)
+
+
+def deliver_webhook(ch: Channel, msg: Mapping, env: Mapping[str, str]) -> Delivery:
+    """POST the message as generic JSON (2xx ok; 4xx but 408/429 permanent)."""
+    if not ch.url:
+        return Delivery(False, error=f"channel {ch.id}: webhook has no url")
+    return _post_json(ch.url, dict(msg), ch.timeout_s)
+
+
+def email_message(ch: Channel, msg: Mapping) -> EmailMessage:
+    """The e-mail for a message: subject = [ACTION] summary, body = the JSON details."""
+    em = EmailMessage()
+    em["From"] = ch.smtp_from or "facility@localhost"
+    em["To"] = ", ".join(ch.to)
+    em["Subject"] = f"[{msg.get('event', msg['action']).upper()}] {msg.get('summary', '')}"[:200]
+    em["X-Dedup-Key"] = str(msg["dedup_key"])
+    em.set_content(json.dumps(dict(msg), indent=2, sort_keys=True))
+    return em
+
+
+def deliver_smtp(ch: Channel, msg: Mapping, env: Mapping[str, str]) -> Delivery:
+    """Send by SMTP (optional STARTTLS and login from env); 5xx permanent, rest retry."""
+    if not ch.smtp_host or not ch.to:
+        return Delivery(False, error=f"channel {ch.id}: smtp needs smtp_host and to")
+    try:
+        with smtplib.SMTP(ch.smtp_host, ch.smtp_port, timeout=ch.timeout_s) as s:
+            if ch.starttls:
+                s.starttls(context=ssl.create_default_context())
+            user = env.get(ch.username_env or "", "")
+            if user:
+                s.login(user, env.get(ch.password_env or "", ""))
+            s.send_message(email_message(ch, msg))
+        return Delivery(True)
+    except smtplib.SMTPResponseException as e:
+        err = f"SMTP {e.smtp_code} from {ch.smtp_host}: {e.smtp_error!r}"
+        return Delivery(False, retry=e.smtp_code < 500, error=err)
+    except smtplib.SMTPRecipientsRefused as e:
+        return Delivery(False, retry=False, error=f"recipients refused: {e.recipients}")
+    except (smtplib.SMTPException, OSError) as e:
+        return Delivery(False, retry=True, error=f"SMTP {ch.smtp_host}:{ch.smtp_port}: {e}")
+
+
+def deliver_command(ch: Channel, msg: Mapping, env: Mapping[str, str]) -> Delivery:
+    """Run the command with the message as JSON on stdin; non-zero exit = retry."""
+    if not ch.command:
+        return Delivery(False, error=f"channel {ch.id}: command is empty")
+    try:
+        p = subprocess.run(list(ch.command), input=json.dumps(dict(msg)).encode(),
+                           capture_output=True, timeout=ch.timeout_s, env=dict(env))
+    except subprocess.TimeoutExpired:
+        return Delivery(False, retry=True, error=f"{ch.command[0]}: timed out")
+    except OSError as e:
+        return Delivery(False, retry=True, error=f"{ch.command[0]}: {e}")
+    if p.returncode != 0:
+        tail = p.stderr[-200:].decode("utf-8", "replace").strip()
+        return Delivery(False, retry=True, error=f"{ch.command[0]} exit {p.returncode}: {tail}")
+    return Delivery(True)
+
+
+DELIVERERS = {
+    "pagerduty": deliver_pagerduty,
+    "webhook": deliver_webhook,
+    "smtp": deliver_smtp,
+    "command": deliver_command,
+}
+
+
+def deliver(ch: Channel, msg: Mapping, env: Mapping[str, str] | None = None) -> Delivery:
+    """Deliver ``msg`` over ``ch``; unknown channel types fail permanently."""
+    fn = DELIVERERS.get(ch.type)
+    if fn is None:
+        return Delivery(False, error=f"channel {ch.id}: type={ch.type!r} is not one of "
+                        f"{', '.join(DELIVERERS)}")
+    return fn(ch, msg, os.environ if env is None else env)
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatResult:
+    """Outcome of one dead-man's-switch heartbeat."""
+
+    ok: bool
+    error: str = ""
+
+
+def send_heartbeat(paging: PagingCfg, *, timeout_s: float = 10.0) -> HeartbeatResult:
+    """Ping the dead-man's switch (GET heartbeat_url and/or run heartbeat_command).
+
+    Never raises: the service logs a failure and tries again next ``heartbeat_s``.
+    """
+    errors: list[str] = []
+    if not paging.heartbeat_url and not paging.heartbeat_command:
+        return HeartbeatResult(False, "no heartbeat_url or heartbeat_command configured")
+    if paging.heartbeat_url:
+        try:
+            with urllib.request.urlopen(paging.heartbeat_url, timeout=timeout_s) as r:
+                r.read()
+        except Exception as e:  # noqa: BLE001 - a heartbeat must never crash the service
+            errors.append(f"{paging.heartbeat_url}: {e}")
+    if paging.heartbeat_command:
+        try:
+            p = subprocess.run(list(paging.heartbeat_command), capture_output=True,
+                               timeout=timeout_s)
+            if p.returncode != 0:
+                errors.append(f"{paging.heartbeat_command[0]} exit {p.returncode}")
+        except Exception as e:  # noqa: BLE001
+            errors.append(f"{paging.heartbeat_command[0]}: {e}")
+    return HeartbeatResult(not errors, "; ".join(errors))

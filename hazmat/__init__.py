@@ -1,0 +1,1 @@
+"""hazmat package."""
