@@ -96,7 +96,9 @@ class Engine:
         order = np.argsort(points, kind="stable")
         self._rule_idx = order.astype(np.int64)
         self._rule_ptr = np.zeros(n_points + 1, dtype=np.int64)
-        np.cumsum(np.bincount(points, minlength=n_points), out=self._rule_ptr[1:])
+        per_point = np.bincount(points, minlength=n_points)
+        np.cumsum(per_point, out=self._rule_ptr[1:])
+        self._max_rules_per_point = int(per_point.max()) if n else 0
         self._params = np.zeros((n, K.N_PARAMS), dtype=np.float64)
         win_sizes = np.zeros(n, dtype=np.int64)
         for i, r in enumerate(self.rules):
@@ -138,15 +140,23 @@ class Engine:
         value = check_1d("value", value, FLOAT, "f")
         good = check_1d("good", good, BOOL, "b")
         check_same_length(point=point, ts=ts, value=value, good=good)
-        rule, sample, event, onset, k = K._scan_limits(
-            point, ts, value, good, self._rule_ptr, self._rule_idx, self._params,
-            self._win_off, self._state, self._win_ts, self._win_beyond)
-        out = np.empty(k, dtype=TRANSITION_DTYPE)
-        out["rule"] = rule[:k]
-        out["sample"] = sample[:k]
-        out["event"] = event[:k]
-        out["onset"] = onset[:k]
-        return out
+        n = point.shape[0]
+        cap = max(256, n // 64, 2 * self._max_rules_per_point)
+        chunks, start = [], 0
+        while True:
+            cols = (np.empty(cap, np.int64), np.empty(cap, np.int64),
+                    np.empty(cap, np.int8), np.empty(cap, np.float64))
+            k, start = K._scan_limits(
+                point, ts, value, good, self._rule_ptr, self._rule_idx, self._params,
+                self._win_off, self._state, self._win_ts, self._win_beyond, start, *cols)
+            out = np.empty(k, dtype=TRANSITION_DTYPE)
+            for name, col in zip(TRANSITION_DTYPE.names, cols):
+                out[name] = col[:k]
+            chunks.append(out)
+            if start >= n:
+                break
+            cap *= 2  # resume before the sample that did not fit
+        return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
     # -- state by key ---------------------------------------------------------------
 

@@ -205,17 +205,23 @@ def step(
     by: str = "operator",
     onset_ms: int | None = None,
     cfg: AlarmsCfg | None = None,
+    occurrence: int | None = None,
 ) -> tuple[AlarmState, list[Effect]] | Refused:
     """Apply ``event`` to ``alarm`` at ``now_ms``; return (new state, effects) or Refused.
 
     ``actor`` is the operator for operator actions (ack, reset, shelve, unshelve,
     suppress/unsuppress by "operator", oos, return); ``duration_s`` is mandatory for
     shelve; ``by`` names the suppression source ("mode", "design", "operator"); ``onset_ms``
-    is the rule's onset for raise/clear; ``cfg`` supplies the shelve maxima.
+    is the rule's onset for raise/clear; ``cfg`` supplies the shelve maxima;
+    ``occurrence`` is the occurrence an operator request names (DESIGN.md: a request for a
+    superseded occurrence is refused, and the caller audits the refusal).
     """
     cfg = cfg or AlarmsCfg()
     target = TRANSITIONS.get((alarm.state, event))
     a = alarm
+    if occurrence is not None and occurrence != alarm.occurrence:
+        return _refuse(event, a, f"occurrence #{occurrence} is superseded by "
+                       f"#{alarm.occurrence}")
     # -- refinements that the (state, event) table cannot see -------------------------
     if event is Event.SHELVE and target is not None:
         err = _check_shelve(a, actor, duration_s, cfg)
@@ -346,6 +352,11 @@ def _effects(
     ):
         eff("audit", new, f"{event.value}: {old.state.value} -> {new.state.value}")
     return out
+
+
+def shelve_expired(a: AlarmState, now_ms: int) -> bool:
+    """Whether the caller should send ``Event.SHELVE_EXPIRED`` to ``a`` now."""
+    return a.shelved_until_ms is not None and now_ms >= a.shelved_until_ms
 
 
 def mode_suppressed(

@@ -84,9 +84,14 @@ def canonical(row: Mapping[str, Any]) -> bytes:
         value = row.get(name)
         if name == "details" and isinstance(value, str):
             value = json.loads(value)
-        doc[name] = _canon_value(value)
+        doc[name] = value
+    return canonical_doc(doc)
+
+
+def canonical_doc(doc: Mapping[str, Any]) -> bytes:
+    """Canonical bytes of any JSON-able mapping (same rules as :func:`canonical`)."""
     return json.dumps(
-        doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        _canon_value(doc), sort_keys=True, separators=(",", ":"), ensure_ascii=False
     ).encode("utf-8")
 
 

@@ -14,21 +14,15 @@ def extra_problems(cfg) -> tuple[list[str], list[str]]:
     """Problems and warnings found by the middle floor (profiles, limit compilation)."""
     problems: list[str] = []
     warnings: list[str] = []
-    try:
-        from sensors.points import expand_points
-    except ImportError:
-        expand_points = None
-    if expand_points is not None:
-        result = expand_points(cfg)
-        problems.extend(f"{cfg.source}:{p}" for p in getattr(result, "problems", []))
-    try:
-        from alarms.rules import compile_problems
-    except ImportError:
-        compile_problems = None
-    if compile_problems is not None:
-        errs, warns = compile_problems(cfg)
-        problems.extend(f"{cfg.source}:{p}" for p in errs)
-        warnings.extend(f"{cfg.source}:{w}" for w in warns)
+    from facility.catalogue import build_catalogue
+    from sensors.points import point_problems
+
+    problems.extend(f"{cfg.source}:{path}: {msg}" for path, msg in point_problems(cfg))
+    if problems:
+        return problems, warnings
+    cat = build_catalogue(cfg)
+    problems.extend(f"{cfg.source}:{p}" for p in cat.problems)
+    warnings.extend(f"{cfg.source}:{w}" for w in cat.warnings)
     return problems, warnings
 
 
@@ -70,14 +64,10 @@ def check_config(config_path, show_summary):
         click.echo(f"warning: {w}", err=True)
     if problems:
         raise CliError(problems, 2)
-    n_points = None
-    try:
-        from sensors.points import expand_points
+    from facility.catalogue import build_catalogue
 
-        n_points = len(expand_points(cfg).points)
-    except ImportError:
-        pass
-    pts = f", {n_points} points" if n_points is not None else ""
+    cat = build_catalogue(cfg)
+    pts = f", {len(cat.infos)} points, {len(cat.rules)} limit rules"
     click.echo(f"{cfg.source}: ok ({len(cfg.sites)} sites, {len(cfg.zones)} zones, "
                f"{len(cfg.devices)} devices{pts}; {len(warnings)} warnings)")
     if show_summary:

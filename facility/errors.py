@@ -32,7 +32,7 @@ def translate(exc: BaseException) -> CliError | None:
         return CliError(getattr(exc, "problems", [str(exc)]), USAGE)
     if names & {"StoreLocked", "StoreMissing", "StoreError", "ServiceNotRunning"}:
         return CliError(str(exc), RUNTIME)
-    if names & {"Refused", "HazmatError", "ActionRefused", "UsageError"}:
+    if names & {"Refused", "HazmatError", "ActionRefused", "UsageError", "ServiceLocked"}:
         return CliError(str(exc), USAGE)
     if isinstance(exc, PermissionError):
         return CliError(f"permission denied: {exc.filename or exc}", RUNTIME)

@@ -1,0 +1,174 @@
+"""Everything the service evaluates: points (configured, derived, health, system) and rules.
+
+The sensors package expands devices into points, ``alarms.rules`` compiles limits and
+cascades, ``hazmat.gas`` adds gas-detection policy; this module joins them (it is on the
+top floor because it imports all three) so the service, check-config and backtest see
+one and the same list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from alarms.rules import CascadePoint, CompiledRule, cascade_points, compile_rules
+from facility.config_schema import Config, Device, LimitSpec
+from facility.model import PointInfo
+from sensors.points import PointDef, expand_points
+
+BIT = 0.5  # a 0/1 status point is "beyond" above 0.5 (1 = the condition)
+TOXIC_GASES = ("arsine", "phosphine", "diborane", "chlorine", "hydrogen fluoride", "ammonia",
+               "germane", "silane", "nitrogen trifluoride")
+
+
+@dataclass(frozen=True)
+class RulePoint:
+    """A point as rule compilation sees it (zone and site resolved, synthetic limits added)."""
+
+    id: str
+    device: str
+    zone: str | None
+    site: str | None
+    quantity: str
+    unit: str
+    size_um: float | None = None
+    limits: dict = field(default_factory=dict)
+    limit_sources: dict = field(default_factory=dict)
+    stale_after_s: float | None = None
+    measures: str | None = None
+    between: str | None = None
+    alarm_kind: str | None = None
+    alarm_subject: str | None = None
+    critical: bool = False
+    decimals: int = 3
+    kind: str = "measured"
+
+
+# System health points of the service itself (DESIGN.md "The monitoring watches itself").
+SYSTEM_DEVICE = "system"
+
+
+def system_points(cfg: Config, cycle_s: float) -> list[RulePoint]:
+    """Self-monitoring points; their alarms are critical by DESIGN.md's list."""
+    src = "DESIGN.md self-monitoring"
+    return [
+        RulePoint("system.loop_lag_s", SYSTEM_DEVICE, None, None, "health", "s",
+                  limits={"action_high": LimitSpec(limit=2 * cycle_s)},
+                  limit_sources={"action_high": f"{src}: event-loop lag over two cycles"},
+                  alarm_kind="loop_lag", alarm_subject="system", critical=True, kind="health"),
+        RulePoint("system.skipped_runs", SYSTEM_DEVICE, None, None, "health", "",
+                  limits={"action_high": LimitSpec(limit=BIT)},
+                  limit_sources={"action_high": f"{src}: skipped poll job runs"},
+                  alarm_kind="skipped_runs", alarm_subject="system", critical=True, kind="health"),
+        RulePoint("system.free_disk_mb", SYSTEM_DEVICE, None, None, "health", "MB",
+                  limits={"action_low": LimitSpec(limit=float(cfg.storage.free_disk_min_mb))},
+                  limit_sources={"action_low": "storage.free_disk_min_mb"},
+                  alarm_kind="disk_low", alarm_subject="system", critical=True, kind="health"),
+        RulePoint("system.clock_unsynced", SYSTEM_DEVICE, None, None, "health", "",
+                  limits={"action_high": LimitSpec(limit=BIT)},
+                  limit_sources={"action_high": f"{src}: host clock not synchronised"},
+                  alarm_kind="clock_unsynced", alarm_subject="system", critical=True, kind="health"),
+    ]
+
+
+def _is_toxic_detector(dev: Device) -> bool:
+    return dev.gas is not None and dev.gas in TOXIC_GASES
+
+
+def _rule_point(p: PointDef, dev: Device) -> RulePoint:
+    """Adapt a device point; status, comm, leak and detector bits get their implicit limits."""
+    base = dict(id=p.id, device=p.device, zone=dev.zone, site=dev.site, quantity=p.quantity,
+                unit=p.unit, size_um=p.size_um, limits=dict(p.limits),
+                stale_after_s=p.stale_after_s, measures=p.measures, between=p.between,
+                decimals=p.decimals, kind=p.kind)
+    toxic = _is_toxic_detector(dev)
+    if p.quantity == "comm":
+        return RulePoint(**base | dict(
+            limits={"action_low": LimitSpec(limit=BIT)},
+            limit_sources={"action_low": "no answer from the device (DESIGN.md comm quality)"},
+            alarm_kind="comm", alarm_subject=dev.id, critical=toxic))
+    if p.quantity == "status" and p.name in ("fault",):
+        return RulePoint(**base | dict(
+            limits={"action_high": LimitSpec(limit=BIT)},
+            limit_sources={"action_high": "detector fault bit (the detector's own status)"},
+            alarm_kind="fault", alarm_subject=dev.id, critical=toxic))
+    if p.quantity == "status" and not p.limits:
+        return RulePoint(**base | dict(
+            limits={"action_high": LimitSpec(limit=BIT)},
+            limit_sources={"action_high": "instrument status bit (reference: particle counter)"},
+            alarm_kind="instrument"))
+    if p.quantity == "gas_alarm":
+        kind = "gas_high" if p.name.endswith("high") else "gas_low"
+        return RulePoint(**base | dict(
+            limits={"action_high": LimitSpec(limit=BIT)},
+            limit_sources={"action_high": "detector's own alarm bit (authoritative, DESIGN.md)"},
+            alarm_kind=kind, alarm_subject=dev.id, critical=True))
+    if p.quantity == "leak" and not p.limits:
+        return RulePoint(**base | dict(
+            limits={"action_high": LimitSpec(limit=BIT)},
+            limit_sources={"action_high": "store leak sensor (hazmat)"}, alarm_kind="leak"))
+    if p.quantity == "exhaust_pressure":
+        return RulePoint(**base | dict(alarm_kind="exhaust_fail", critical=True))
+    return RulePoint(**base)
+
+
+@dataclass
+class Catalogue:
+    """Points, derived points, compiled rules and what check-config must report."""
+
+    points: list[RulePoint]
+    polled: list[PointDef]
+    cascades: list[CascadePoint]
+    rules: list[CompiledRule]
+    infos: list[PointInfo]
+    problems: list[str]
+    warnings: list[str]
+
+    def rules_for(self, point_id: str) -> list[CompiledRule]:
+        """The rules evaluating one point."""
+        return [r for r in self.rules if r.point == point_id]
+
+
+def build_catalogue(cfg: Config, *, cycle_s: float = 1.0) -> Catalogue:
+    """Expand, derive and compile everything the service evaluates."""
+    devices = {d.id: d for d in cfg.devices}
+    zones = {z.id: z for z in cfg.zones}
+    polled = expand_points(cfg)
+    points = [_rule_point(p, devices[p.device]) for p in polled]
+    cascades, problems = cascade_points(cfg, points)
+    derived = [RulePoint(id=c.id, device=c.zone, zone=c.zone, site=zones[c.zone].site,
+                         quantity=c.quantity, unit="Pa", decimals=1, kind="derived",
+                         stale_after_s=max((p.stale_after_s or 0) for p in points
+                                           if p.id in (c.plus, c.minus)) or None,
+                         between=f"{c.zone} - {c.reference}" if c.door else None)
+               for c in cascades]
+    gas_points, gas_problems = _gas_points(cfg, points)
+    problems += gas_problems
+    every = points + derived + gas_points + system_points(cfg, cycle_s)
+    door_of = {c.id: c.door for c in cascades}
+    rule_input = [_DoorAware(p, door_of.get(p.id, False)) for p in every]
+    rules, errs, warns = compile_rules(cfg, rule_input)
+    infos = [PointInfo(id=p.id, device=p.device, site=p.site or "", zone=p.zone,
+                       quantity=p.quantity, unit=p.unit, decimals=p.decimals,
+                       gmp=bool(p.zone and zones.get(p.zone) and zones[p.zone].gmp_grade),
+                       kind=p.kind) for p in every]
+    return Catalogue(every, polled, cascades, rules, infos, problems + errs, warns)
+
+
+class _DoorAware:
+    """A point proxy that also says whether a door contact guards its cascade."""
+
+    def __init__(self, point: RulePoint, door: bool):
+        self._p = point
+        self.door = door
+
+    def __getattr__(self, name):
+        return getattr(self._p, name)
+
+
+def _gas_points(cfg: Config, points: list[RulePoint]) -> tuple[list[RulePoint], list[str]]:
+    """Gas policy points from hazmat (set points where a detector has no bits, STEL/TWA)."""
+    try:
+        from hazmat.gas import gas_points
+    except ImportError:
+        return [], []
+    return gas_points(cfg, points)

@@ -1,0 +1,172 @@
+"""Plausible physics for the simulator: particle counts, pressure cascade, T/RH, gas.
+
+Pure functions of (time, scenario, random stream): the simulator asks for a device's values
+when a client reads them, so nothing ticks unless someone is looking (counters excepted:
+their records are generated for every elapsed sample period, even while "offline").
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import deque
+from dataclasses import dataclass
+
+from facility.config_schema import Config, Device, Zone
+from sensors.counter import CUBIC_FOOT_L
+
+# Annex 1 Table 5 grades as the nearest ISO 14644-1 class (0.5 um): in operation / at rest.
+GRADE_ISO = {"in_operation": {"A": 5, "B": 7, "C": 8, "D": 8},
+             "at_rest": {"A": 5, "B": 5, "C": 7, "D": 8}}
+# Gas alarm set points (ppm) used when the device has none: roughly TLV-TWA / 2 x TLV.
+GAS_SETPOINTS = {"arsine": (0.025, 0.05), "phosphine": (0.15, 0.3), "silane": (2.5, 5.0),
+                 "ammonia": (25.0, 50.0), "chlorine": (0.5, 1.0)}
+NORMAL_FRACTION = (0.03, 0.12)  # normal particle level as a fraction of the class limit
+EXCURSION_FRACTION = (2.0, 3.5)
+
+
+def iso_limit_per_m3(iso_class: float, size_um: float) -> float:
+    """ISO 14644-1:2015 eq. (1): Cn = 10^N x (0.1 / D)^2.08 particles/m^3 >= D."""
+    return 10 ** iso_class * (0.1 / size_um) ** 2.08
+
+
+def zone_iso(zone: Zone | None) -> float:
+    """The ISO class a zone's particle counts are drawn from (GMP grade -> nearest class)."""
+    if zone is None:
+        return 8.0
+    if zone.iso_class is not None:
+        return float(zone.iso_class)
+    if zone.gmp_grade:
+        return float(GRADE_ISO.get(zone.occupancy, GRADE_ISO["in_operation"])[zone.gmp_grade])
+    return 8.0
+
+
+def gas_setpoints(dev: Device) -> tuple[float, float]:
+    """(low, high) alarm set points of a gas detector, ppm."""
+    low, high = GAS_SETPOINTS.get((dev.gas or "").lower(), (10.0, 20.0))
+    return dev.setpoints.get("low", low), dev.setpoints.get("high", high)
+
+
+def dp_target(cfg: Config, measures: str | None, zone_id: str | None) -> float:
+    """Nominal differential pressure (Pa) for ``"A - B"``: the zone's min_dp_pa plus margin."""
+    first = (measures.split(" - ")[0].strip() if measures else zone_id) or ""
+    zone = next((z for z in cfg.zones if z.id == first), None)
+    if zone is None or zone.min_dp_pa is None:
+        return 12.0
+    m = zone.min_dp_pa
+    return math.copysign(abs(m) + 5.0, m)
+
+
+@dataclass
+class SimRecord:
+    """One counter data record (differential counts per channel)."""
+
+    ts_s: int
+    sample_time_s: int
+    location: int
+    status: int
+    counts: tuple[int, ...]
+
+
+class CounterModel:
+    """A particle counter's record ring buffer; records keep coming while 'offline'."""
+
+    def __init__(self, sizes: tuple[float, ...], iso_class: float, rng: random.Random,
+                 sample_s: float, hold_s: float, buffer_size: int, location: int = 1,
+                 flow_cfm: float = 1.0):
+        self.sizes = sizes
+        self.iso_class = iso_class
+        self.rng = rng
+        self.sample_s = sample_s
+        self.hold_s = hold_s
+        self.buffer: deque[SimRecord] = deque(maxlen=buffer_size)
+        self.location = location
+        self.flow_cfm = flow_cfm
+        self.next_ts: float | None = None
+        self.new_data = False
+        self.index = -1  # 40025
+
+    @property
+    def interval_s(self) -> float:
+        """Seconds between two records (sample time + hold time)."""
+        return self.sample_s + self.hold_s
+
+    def make_record(self, ts_s: int, scenario: str) -> SimRecord:
+        """Draw one record for the zone's class (or an excursion)."""
+        lo, hi = EXCURSION_FRACTION if scenario == "particle-excursion" else NORMAL_FRACTION
+        frac = self.rng.uniform(lo, hi)
+        flow = 0.7 if scenario == "flow-fault" else self.flow_cfm
+        volume_m3 = flow * CUBIC_FOOT_L * self.sample_s / 60.0 / 1000.0
+        cum = []
+        for size in self.sizes:
+            mean = iso_limit_per_m3(self.iso_class, size) * frac * volume_m3
+            n = max(0, int(round(self.rng.gauss(mean, math.sqrt(mean) if mean > 0 else 0))))
+            cum.append(n)
+        for i in range(len(cum) - 2, -1, -1):  # cumulative counts never grow with size
+            cum[i] = max(cum[i], cum[i + 1])
+        diff = tuple(cum[i] - (cum[i + 1] if i + 1 < len(cum) else 0) for i in range(len(cum)))
+        status = 0b11  # running, sampling
+        if scenario == "flow-fault":
+            status |= 1 << 12
+        if scenario == "garbage":
+            status |= 1 << 3  # device error: data may be invalid
+        return SimRecord(int(ts_s), int(self.sample_s), self.location, status, diff)
+
+    def catch_up(self, now_s: float, scenario: str) -> None:
+        """Append every record whose sample period has ended by ``now_s``."""
+        if self.next_ts is None:
+            self.next_ts = now_s + self.sample_s
+        while self.next_ts <= now_s:
+            self.buffer.append(self.make_record(int(self.next_ts), scenario))
+            self.new_data = True
+            self.next_ts += self.interval_s
+
+    def prefill(self, now_s: float, n: int, scenario: str = "normal") -> None:
+        """History of ``n`` records ending just before ``now_s`` (so a first poll finds data)."""
+        for k in range(n, 0, -1):
+            self.buffer.append(self.make_record(int(now_s - k * self.interval_s), scenario))
+        self.next_ts = (self.buffer[-1].ts_s + self.interval_s) if self.buffer else now_s + self.sample_s
+
+    def record(self, index: int) -> SimRecord | None:
+        """Record at ``index`` (0 = oldest, -1 = latest), None if out of range."""
+        if not self.buffer:
+            return None
+        if index == -1:
+            return self.buffer[-1]
+        return self.buffer[index] if 0 <= index < len(self.buffer) else None
+
+
+def live_value(cfg: Config, dev: Device, name: str, quantity: str, measures: str | None,
+               t: float, rng: random.Random, scenario: str) -> float | bool:
+    """Current engineering value of one live point under ``scenario``."""
+    g = rng.gauss
+    if quantity == "pressure_diff":
+        base = dp_target(cfg, measures, dev.zone)
+        if scenario == "door-open":
+            return round(base * 0.1 + g(0, 0.3), 2)
+        return round(base + 0.8 * math.sin(t / 47.0) + g(0, 0.3), 2)
+    if quantity == "temperature":
+        return 21.0 + 0.5 * math.sin(t / 600.0) + g(0, 0.05)
+    if quantity == "humidity":
+        return 45.0 + 2.0 * math.sin(t / 900.0) + g(0, 0.2)
+    if quantity == "gas_conc":
+        low, high = gas_setpoints(dev)
+        if scenario == "gas-leak":
+            return high * (2.0 + 0.2 * math.sin(t)) + abs(g(0, high * 0.05))
+        return abs(g(0, low * 0.02))
+    if quantity == "gas_alarm":
+        low, high = gas_setpoints(dev)
+        return scenario == "gas-leak" and (name == "alarm_low" or name == "alarm_high")
+    if quantity == "door":
+        return scenario == "door-open"
+    if quantity == "leak":
+        return False
+    if quantity == "flow":
+        return 350.0 + g(0, 3.0)
+    if quantity == "exhaust_pressure":
+        return -120.0 + g(0, 2.0)
+    if quantity == "frequency":
+        return 50.0 + g(0, 0.05)
+    if quantity == "status":
+        return 0.0
+    return 0.0

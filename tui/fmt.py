@@ -1,0 +1,120 @@
+"""Formatting shared by the screens: local times with offset, compact values, styles.
+
+DESIGN.md "Samples and quality": storage is UTC; the TUI shows the site's local time with
+its offset, e.g. ``2026-11-23 18:02:11 +08:00``.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+# ISA-18.2 priority order (most urgent first) and the style of each.
+PRIORITIES: tuple[str, ...] = ("critical", "high", "medium", "low")
+PRIORITY_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow",
+                  "low": "cyan"}
+# ISA-18.2 states: UNACK stands out (reverse + bold, no blinking).
+STATE_STYLE = {"UNACK": "bold reverse", "ACKED": "", "RTNUN": "italic", "SHLVD": "dim",
+               "DSUPR": "dim", "OOSRV": "dim magenta", "NORM": "green"}
+# How a value compares with its limits.
+LEVEL_STYLE = {"action": "bold red", "alert": "yellow", "ok": "green", "bad": "magenta",
+               "stale": "dim", None: ""}
+QUALITY_LABEL = {0: "good", 1: "bad", 2: "comm", 3: "stale"}
+
+
+def priority_rank(priority: str | None) -> int:
+    """0 for critical ... 3 for low; unknown priorities sort last."""
+    try:
+        return PRIORITIES.index(priority or "")
+    except ValueError:
+        return len(PRIORITIES)
+
+
+@lru_cache(maxsize=32)
+def zone_info(name: str) -> ZoneInfo | timezone:
+    """The IANA zone (UTC when the name is unknown, so a typo never crashes the display)."""
+    try:
+        return ZoneInfo(name)
+    except Exception:  # noqa: BLE001 - zoneinfo raises several kinds
+        return timezone.utc
+
+
+def _offset(dt: datetime) -> str:
+    off = dt.utcoffset()
+    minutes = int(off.total_seconds() // 60) if off is not None else 0
+    sign = "+" if minutes >= 0 else "-"
+    minutes = abs(minutes)
+    return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def local_time(ts_ms: int | None, tz: str = "UTC") -> str:
+    """``2026-11-23 18:02:11 +08:00`` (empty for None)."""
+    if ts_ms is None:
+        return ""
+    dt = datetime.fromtimestamp(ts_ms / 1000.0, tz=zone_info(tz))
+    return dt.strftime("%Y-%m-%d %H:%M:%S ") + _offset(dt)
+
+
+def short_time(ts_ms: int | None, tz: str = "UTC") -> str:
+    """``11-23 18:02:11`` in the site's zone, for table columns (empty for None)."""
+    if ts_ms is None:
+        return ""
+    return datetime.fromtimestamp(ts_ms / 1000.0, tz=zone_info(tz)).strftime("%m-%d %H:%M:%S")
+
+
+def fmt_value(value: float | None, decimals: int | None = 1) -> str:
+    """Compact: 3520000 -> ``3.52M``, 35200 -> ``35.2k``, 12.34 -> ``12.3``; None -> ``--``."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "--"
+    a = abs(value)
+    if a >= 1e6:
+        return f"{value / 1e6:.3g}M"
+    if a >= 1e4:
+        return f"{value / 1e3:.3g}k"
+    d = 1 if decimals is None else max(0, min(int(decimals), 2))
+    if a >= 1000:
+        d = 0
+    return f"{value:.{d}f}"
+
+
+def fmt_signed(value: float | None, decimals: int = 1) -> str:
+    """A pressure difference with its sign: ``+12.3``, ``-4.0``."""
+    if value is None or not math.isfinite(value):
+        return "--"
+    return f"{value:+.{decimals}f}"
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """``45s``, ``12m``, ``3h05m``."""
+    if seconds is None:
+        return ""
+    s = int(max(0, seconds))
+    if s < 120:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+def parse_duration(text: str) -> float:
+    """``90`` (s), ``90s``, ``30m``, ``2h``, ``1h30m`` -> seconds; ValueError with the fix."""
+    t = text.strip().lower().replace(" ", "")
+    if not t:
+        raise ValueError("a duration is required, e.g. 30m or 2h")
+    total, num = 0.0, ""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    for ch in t:
+        if ch.isdigit() or ch == ".":
+            num += ch
+        elif ch in units and num:
+            total += float(num) * units[ch]
+            num = ""
+        else:
+            raise ValueError(f"duration {text!r}: use a number with s, m, h or d, e.g. 30m or 2h")
+    if num:
+        total += float(num)
+    if total <= 0:
+        raise ValueError(f"duration {text!r} must be more than 0")
+    return total

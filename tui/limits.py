@@ -1,0 +1,117 @@
+"""Which limits apply to a point, and where each comes from.
+
+An active alarm row records the limit and source the engine used, so it wins; otherwise
+the limits compiled from the configuration (``alarms.rules.compile_rules``) are shown with
+their source. A value is then classed as beyond the action limit, beyond the alert level,
+or within both (DESIGN.md "Limit rules": a value exactly at the limit is compliant).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+from facility.config_schema import Config
+from facility.model import LIMIT_NAMES
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One limit as shown: its name, value and the source text recorded for it."""
+
+    name: str  # action_high | alert_high | alert_low | action_low
+    value: float
+    source: str
+    mode: str | None = None  # the zone mode the rule applies in (None: every mode)
+    from_alarm: bool = False  # True when read from an alarm row (what the engine used)
+
+
+def compile_limits(cfg: Config) -> dict[str, list[Limit]]:
+    """Limits per point id compiled from the configuration; empty when compilation fails.
+
+    The TUI never refuses to start because of limits: a problem here is logged and the
+    limits then come from alarm rows only.
+    """
+    try:
+        from alarms.rules import cascade_points, compile_rules
+        from sensors.points import expand_points
+
+        devices = {d.id: d for d in cfg.devices}
+        pts = []
+        for p in expand_points(cfg):
+            dev = devices.get(p.device)
+            attrs = {k: getattr(p, k) for k in p.__dataclass_fields__}
+            attrs["zone"] = dev.zone if dev else None
+            attrs["site"] = dev.site if dev else None
+            pts.append(SimpleNamespace(**attrs))
+        cascades, _ = cascade_points(cfg, pts)
+        rules, _, _ = compile_rules(cfg, [*pts, *cascades])
+    except Exception as exc:  # noqa: BLE001 - any failure degrades to alarm-row limits
+        log.warning("limits from the configuration unavailable: %s", exc)
+        return {}
+    out: dict[str, list[Limit]] = {}
+    for r in rules:
+        if r.limit_name in LIMIT_NAMES:
+            out.setdefault(r.point, []).append(Limit(r.limit_name, r.limit, r.source, r.mode))
+    return out
+
+
+def alarm_limit_name(alarm_id: str) -> tuple[str | None, str | None]:
+    """("action_high", "at_rest") from ``MARS-PC-08.pc_0_5um:action_high@at_rest``."""
+    kind = alarm_id.rsplit(":", 1)[-1] if ":" in alarm_id else ""
+    kind, _, mode = kind.partition("@")
+    return (kind if kind in LIMIT_NAMES else None), (mode or None)
+
+
+class LimitIndex:
+    """Limits per point for the current zone modes, alarm rows first."""
+
+    def __init__(self, compiled: dict[str, list[Limit]]):
+        self.compiled = compiled
+        self._from_alarms: dict[str, dict[str, Limit]] = {}
+
+    def update_alarms(self, alarms: list[dict]) -> None:
+        """Take the limits of active alarm rows (what the engine compared against)."""
+        found: dict[str, dict[str, Limit]] = {}
+        for a in alarms:
+            name, mode = alarm_limit_name(a.get("id") or "")
+            if name and a.get("active") and a.get("limit") is not None and a.get("point"):
+                found.setdefault(a["point"], {})[name] = Limit(
+                    name, float(a["limit"]), a.get("source") or "alarm row", mode, True)
+        self._from_alarms = found
+
+    def for_point(self, point: str, mode: str | None = None) -> dict[str, Limit]:
+        """Limit name -> Limit for a point in a zone mode."""
+        out: dict[str, Limit] = {}
+        for lim in self.compiled.get(point, ()):
+            if lim.mode is None or mode is None or lim.mode == mode:
+                if lim.name not in out or lim.mode == mode:
+                    out[lim.name] = lim
+        out.update(self._from_alarms.get(point, {}))
+        return out
+
+
+def classify(value: float | None, limits: dict[str, Limit]) -> str | None:
+    """"action", "alert" or "ok" (None when there is no value or no limit)."""
+    if value is None or not limits:
+        return None
+    lim = {k: v.value for k, v in limits.items()}
+    if ("action_high" in lim and value > lim["action_high"]) or (
+            "action_low" in lim and value < lim["action_low"]):
+        return "action"
+    if ("alert_high" in lim and value > lim["alert_high"]) or (
+            "alert_low" in lim and value < lim["alert_low"]):
+        return "alert"
+    return "ok"
+
+
+def short_limits(limits: dict[str, Limit]) -> str:
+    """``<18.0 <19.0 >23.0 >24.0``-style summary, action limits in capitals: ``AL18 al19 ah23 AH24``."""
+    tags = {"action_low": "AL", "alert_low": "al", "alert_high": "ah", "action_high": "AH"}
+    from tui.fmt import fmt_value
+
+    parts = [f"{tags[n]}{fmt_value(limits[n].value, 2)}" for n in reversed(LIMIT_NAMES) if n in limits]
+    return " ".join(parts)

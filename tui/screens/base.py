@@ -1,0 +1,52 @@
+"""What every data screen shares: the top bar, the stale banner and the footer.
+
+The app hands each new snapshot to the current screen only (``show``); a screen coming
+back into view redraws from the app's latest snapshot, so hidden screens cost nothing.
+"""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from tui.data import Snapshot
+from tui.views import banner_text, site_tz
+from tui.widgets.banner import StaleBanner
+from tui.widgets.topbar import TopBar
+from tui.fmt import local_time
+
+
+class DataScreen(Screen):
+    """A screen fed with snapshots; subclasses compose ``body()`` and draw in ``show_body``."""
+
+    MODE = ""
+
+    def compose(self) -> ComposeResult:
+        yield TopBar(self.MODE, id="topbar")
+        yield StaleBanner(id="banner")
+        yield from self.body()
+        yield Footer()
+
+    def body(self) -> ComposeResult:  # pragma: no cover - overridden
+        yield from ()
+
+    def on_screen_resume(self) -> None:
+        snap = getattr(self.app, "snapshot", None)
+        if snap is not None:
+            self.show(snap)
+
+    def show(self, snap: Snapshot) -> None:
+        """Draw a snapshot (called on the UI thread)."""
+        app = self.app
+        cfg = app.cfg
+        tz = site_tz(cfg, None)
+        bar = self.query_one(TopBar)
+        bar.clock = local_time(snap.now_ms, tz)
+        bar.login = app.login
+        bar.unack = sum(1 for a in snap.alarms if a.get("state") == "UNACK")
+        self.query_one(StaleBanner).message = banner_text(snap, app.refresh_s, tz)
+        self.show_body(snap)
+
+    def show_body(self, snap: Snapshot) -> None:  # pragma: no cover - overridden
+        """Draw the screen's own widgets."""

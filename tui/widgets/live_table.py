@@ -1,0 +1,69 @@
+"""A DataTable that takes whole row lists each refresh and changes only what changed.
+
+Rebuilding a table every second would reset the cursor and repaint everything; instead
+cells are compared with what was last shown and updated in place, and the table is
+rebuilt only when the set or order of rows changes (keeping the cursor on its row).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+
+def _sig(cell: Any) -> tuple:
+    if isinstance(cell, Text):
+        return (cell.plain, str(cell.style), tuple((s.start, s.end, str(s.style)) for s in cell.spans))
+    return (str(cell),)
+
+
+class LiveTable(DataTable):
+    """Row-cursor table synchronised from ``(key, cells)`` lists."""
+
+    def __init__(self, columns: tuple[str, ...], **kwargs: Any):
+        kwargs.setdefault("cursor_type", "row")
+        kwargs.setdefault("zebra_stripes", False)
+        super().__init__(**kwargs)
+        self._columns = columns
+        self._keys: list[str] = []
+        self._shown: dict[str, list[tuple]] = {}
+
+    def on_mount(self) -> None:
+        for i, label in enumerate(self._columns):
+            self.add_column(label, key=str(i))
+
+    @property
+    def current_key(self) -> str | None:
+        """The key of the row under the cursor (None when empty)."""
+        if not self._keys or self.cursor_row < 0 or self.cursor_row >= len(self._keys):
+            return None
+        return self._keys[self.cursor_row]
+
+    def select_key(self, key: str) -> None:
+        """Move the cursor to a row by key (no-op when absent)."""
+        if key in self._keys:
+            self.move_cursor(row=self._keys.index(key))
+
+    def sync(self, rows: list[tuple[str, list]]) -> None:
+        """Show exactly ``rows``; update in place when only cell contents changed."""
+        keys = [k for k, _ in rows]
+        if keys == self._keys:
+            for key, cells in rows:
+                old = self._shown[key]
+                for i, cell in enumerate(cells):
+                    sig = _sig(cell)
+                    if old[i] != sig:
+                        self.update_cell(key, str(i), cell)
+                        old[i] = sig
+            return
+        current = self.current_key
+        self.clear()
+        self._keys = keys
+        self._shown = {}
+        for key, cells in rows:
+            self.add_row(*cells, key=key)
+            self._shown[key] = [_sig(c) for c in cells]
+        if current in keys:
+            self.move_cursor(row=keys.index(current), animate=False)
