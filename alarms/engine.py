@@ -99,33 +99,47 @@ class Engine:
         per_point = np.bincount(points, minlength=n_points)
         np.cumsum(per_point, out=self._rule_ptr[1:])
         self._max_rules_per_point = int(per_point.max()) if n else 0
-        self._params = np.zeros((n, K.N_PARAMS), dtype=np.float64)
+        # Per-rule arrays are stored in CSR order (row j is rule rule_idx[j]); _pos maps a
+        # caller's rule index to its row.
+        self._pos = np.empty(n, dtype=np.int64)
+        self._pos[order] = np.arange(n)
+        params = np.zeros((n, K.N_PARAMS), dtype=np.float64)
         win_sizes = np.zeros(n, dtype=np.int64)
         for i, r in enumerate(self.rules):
             m, nn = r.m_of_n if r.m_of_n else (0, 0)
-            self._params[i] = (r.kind == "high", r.limit, r.deadband, r.on_delay_s,
-                               r.off_delay_s, m, nn, r.max_gap_s)
+            s = 1.0 if r.kind == "high" else -1.0
+            params[i] = (s, s * r.limit, s * r.limit - r.deadband, r.on_delay_s,
+                         r.off_delay_s, m, r.max_gap_s)
             win_sizes[i] = nn
-        self._win_off = np.zeros(n, dtype=np.int64)
+        self._params = np.ascontiguousarray(params[order])
+        win_sizes = win_sizes[order]
+        self._wpar = np.zeros((n, 2), dtype=np.int64)  # ring buffer offset, N
+        self._wpar[:, K.WP_N] = win_sizes
         if n:
-            self._win_off[1:] = np.cumsum(win_sizes)[:-1]
+            self._wpar[1:, K.WP_OFF] = np.cumsum(win_sizes)[:-1]
         total = int(win_sizes.sum())
         self._win_ts = np.zeros(total, dtype=np.float64)
         self._win_beyond = np.zeros(total, dtype=np.uint8)
         self._state = np.zeros((n, K.N_STATE), dtype=np.float64)
+        # Time of each point's previous evaluated sample: duplicates, late samples and
+        # gaps are per point (DESIGN.md "Limit rules"), so it is kept once per point.
+        self._plast = np.full(n_points, -np.inf)
+        self._point_of = points
+        self._wst = np.zeros((n, 3), dtype=np.int64)  # window head, length, beyond count
         self.reset()
 
     def reset(self) -> None:
         """Forget all state: every rule inactive, no runs, no previous sample."""
         self._state[:] = 0.0
-        self._state[:, K.S_LAST_TS] = -np.inf
+        self._plast[:] = -np.inf
         self._state[:, K.S_RUN_T0] = np.nan
         self._state[:, K.S_CLR_C0] = np.nan
+        self._wst[:] = 0
 
     @property
     def active(self) -> np.ndarray:
         """Whether each rule is active now (a copy, one bool per rule)."""
-        return self._state[:, K.S_ACTIVE] != 0.0
+        return self._state[self._pos, K.S_ACTIVE] != 0.0
 
     def feed(self, point: np.ndarray, ts: np.ndarray, value: np.ndarray,
              good: np.ndarray) -> np.ndarray:
@@ -148,7 +162,7 @@ class Engine:
                     np.empty(cap, np.int8), np.empty(cap, np.float64))
             k, start = K._scan_limits(
                 point, ts, value, good, self._rule_ptr, self._rule_idx, self._params,
-                self._win_off, self._state, self._win_ts, self._win_beyond, start, *cols)
+                self._wpar, self._plast, self._state, self._wst, self._win_ts, self._win_beyond, start, *cols)
             out = np.empty(k, dtype=TRANSITION_DTYPE)
             for name, col in zip(TRANSITION_DTYPE.names, cols):
                 out[name] = col[:k]
@@ -162,12 +176,13 @@ class Engine:
 
     def _window(self, i: int) -> list[list[float]]:
         """The M-of-N window of rule i, oldest first, as [[ts, beyond], ...]."""
-        nn = int(self._params[i, K.P_N])
-        wlen = int(self._state[i, K.S_WLEN])
+        i = int(self._pos[i])
+        nn = int(self._wpar[i, K.WP_N])
+        wlen = int(self._wst[i, K.W_LEN])
         if nn == 0 or wlen == 0:
             return []
-        base = int(self._win_off[i])
-        head = int(self._state[i, K.S_WHEAD])
+        base = int(self._wpar[i, K.WP_OFF])
+        head = int(self._wst[i, K.W_HEAD])
         pos = range(wlen) if wlen < nn else [(head + q) % nn for q in range(nn)]
         return [[float(self._win_ts[base + q]), int(self._win_beyond[base + q])] for q in pos]
 
@@ -178,10 +193,10 @@ class Engine:
 
         out = {}
         for i, key in enumerate(self.keys):
-            s = self._state[i]
+            s = self._state[self._pos[i]]
             out[key] = {
                 "active": bool(s[K.S_ACTIVE]),
-                "last_ts": opt(s[K.S_LAST_TS]),
+                "last_ts": opt(self._plast[self._point_of[i]]),  # the point's, per rule
                 "run_t0": opt(s[K.S_RUN_T0]),
                 "clear_c0": opt(s[K.S_CLR_C0]),
                 "window": self._window(i),
@@ -201,11 +216,14 @@ class Engine:
             i = self._index.get(key)
             if i is None:
                 continue
+            j = int(self._pos[i])
             try:
-                st = self._state[i]
+                st = self._state[j]
                 st[K.S_ACTIVE] = 1.0 if entry["active"] else 0.0
                 last = entry["last_ts"]
-                st[K.S_LAST_TS] = -np.inf if last is None else float(last)
+                p = self._point_of[i]
+                if last is not None:
+                    self._plast[p] = max(self._plast[p], float(last))
                 if entry["params"] != self.rules[i].signature():
                     continue  # changed: runs restart, active flag kept
                 for col, name in ((K.S_RUN_T0, "run_t0"), (K.S_CLR_C0, "clear_c0")):
@@ -214,17 +232,16 @@ class Engine:
             except (KeyError, TypeError, ValueError) as exc:
                 raise ValueError(f"engine state for {key!r} is malformed ({exc!r}); "
                                  "discard it to start the rule fresh") from None
-            nn = int(self._params[i, K.P_N])
+            nn = int(self._wpar[j, K.WP_N])
             if len(window) > nn:
                 raise ValueError(f"engine state for {key!r} has {len(window)} window "
                                  f"entries, more than N={nn}; discard it")
-            base = int(self._win_off[i])
+            base = int(self._wpar[j, K.WP_OFF])
             for q, (wt, wb) in enumerate(window):
                 self._win_ts[base + q] = float(wt)
                 self._win_beyond[base + q] = 1 if wb else 0
-            st[K.S_WLEN] = len(window)
-            st[K.S_WHEAD] = len(window) % nn if nn else 0
-            st[K.S_WCNT] = sum(1 for _, wb in window if wb)
+            self._wst[j] = (len(window) % nn if nn else 0, len(window),
+                            sum(1 for _, wb in window if wb))
 
 
 def rules_by_key(items: Iterable[tuple[str, Rule]]) -> Engine:

@@ -24,10 +24,17 @@ from numba import njit  # noqa: E402
 # Column layout of the packed per-rule arrays, shared with alarms.engine. Packing the
 # parameters and the state into two 2-D arrays keeps the kernel's argument list short, so
 # the per-call dispatch cost of a 2 000-point live cycle stays in microseconds.
-P_HIGH, P_LIMIT, P_DEADBAND, P_ON, P_OFF, P_M, P_N, P_GAP = range(8)
-N_PARAMS = 8
-S_ACTIVE, S_LAST_TS, S_RUN_T0, S_CLR_C0, S_WHEAD, S_WLEN, S_WCNT = range(7)
-N_STATE = 7
+# Limits are stored signed (s = +1 high, -1 low) so one compare serves both sides:
+# beyond = s*v > s*L and back = s*v <= s*L - D; negation is exact, so this equals
+# v < L and v >= L + D for a low limit bit for bit.
+P_SIGN, P_SLIMIT, P_SBACK, P_ON, P_OFF, P_M, P_GAP = range(7)
+N_PARAMS = 7
+S_ACTIVE, S_RUN_T0, S_CLR_C0 = range(3)
+N_STATE = 3
+# Integer state of the M-of-N window (head, length, beyond count) and its layout
+# (offset into the ring buffers, N): kept as int64 so the hot loop never converts.
+W_HEAD, W_LEN, W_CNT = range(3)
+WP_OFF, WP_N = range(2)
 
 
 @njit(cache=True)
@@ -39,14 +46,17 @@ def _grow(buf, n):
 
 
 @njit(cache=True)
-def _scan_limits(point, ts, value, good, rule_ptr, rule_idx, params, win_off,
-                 state, win_ts, win_beyond, start, t_rule, t_sample, t_event, t_onset):
+def _scan_limits(point, ts, value, good, rule_ptr, rule_idx, params, wpar,
+                 plast, state, wst, win_ts, win_beyond, start, t_rule, t_sample, t_event, t_onset):
     """Evaluate DESIGN.md "Limit rules (exact)" over one batch, updating ``state`` in place.
 
-    ``rule_ptr``/``rule_idx`` are CSR arrays: the rules of point p are
-    ``rule_idx[rule_ptr[p]:rule_ptr[p + 1]]`` in ascending order, so the transitions come
-    out ordered by sample, then rule, without sorting. The M-of-N window of rule r is the
-    ring buffer ``win_ts/win_beyond[win_off[r]:win_off[r] + N]``.
+    Rules are stored grouped by point (CSR): the rules of point p are rows
+    ``rule_ptr[p]:rule_ptr[p + 1]`` of ``params``/``state``/``wpar``/``wst``, and
+    ``rule_idx`` maps a row back to the caller's rule index (ascending within a point),
+    so the transitions come out ordered by sample, then rule, without sorting, and the
+    hot loop reads each rule's parameters without an indirection. The M-of-N window of rule r is the
+    ring buffer ``win_ts/win_beyond[off:off + N]`` with ``off, N = wpar[r]`` and
+    head, length and beyond count in ``wst[r]``.
 
     Scanning starts at sample ``start``; transitions go to the ``t_*`` output arrays.
     When they could overflow, the scan stops *before* a sample (state is consistent at
@@ -66,29 +76,26 @@ def _scan_limits(point, ts, value, good, rule_ptr, rule_idx, params, win_off,
             return k, i
         t = ts[i]
         v = value[i]
-        # "Skipped": not good, not finite (value or time).
+        # "Skipped": not good, not finite (value or time), a duplicate (same time as the
+        # point's previous evaluated sample) or out of order (earlier).
         if not good[i] or not np.isfinite(v) or not np.isfinite(t):
             continue
-        for j in range(rule_ptr[p], rule_ptr[p + 1]):
-            r = rule_idx[j]
-            last = state[r, S_LAST_TS]
-            # "Skipped": a duplicate (same time) or out of order (earlier time).
-            if t <= last:
-                continue
-            state[r, S_LAST_TS] = t
+        last = plast[p]
+        if t <= last:
+            continue
+        plast[p] = t
+        dt = t - last
+        for r in range(rule_ptr[p], rule_ptr[p + 1]):
             m = params[r, P_M]
+            sv = v * params[r, P_SIGN]
             # "Gap": more than max_gap_s since the previous good sample breaks every run.
-            if t - last > params[r, P_GAP]:
+            if dt > params[r, P_GAP]:
                 state[r, S_RUN_T0] = np.nan
                 state[r, S_CLR_C0] = np.nan
-                state[r, S_WHEAD] = 0.0
-                state[r, S_WLEN] = 0.0
-                state[r, S_WCNT] = 0.0
-            lim = params[r, P_LIMIT]
-            if params[r, P_HIGH] != 0.0:
-                beyond = v > lim
-            else:
-                beyond = v < lim
+                wst[r, W_HEAD] = 0
+                wst[r, W_LEN] = 0
+                wst[r, W_CNT] = 0
+            beyond = sv > params[r, P_SLIMIT]
             event = 0
             onset = 0.0
             if state[r, S_ACTIVE] == 0.0:
@@ -102,15 +109,23 @@ def _scan_limits(point, ts, value, good, rule_ptr, rule_idx, params, win_off,
                         if t - t0 >= params[r, P_ON]:
                             event = 1
                             onset = t0
-                    else:
-                        state[r, S_RUN_T0] = np.nan
+                    elif state[r, S_RUN_T0] == state[r, S_RUN_T0]:
+                        state[r, S_RUN_T0] = np.nan  # a good, not beyond sample ends the run
+                elif not beyond and wst[r, W_CNT] == 0:
+                    # Fast path: a window holding no beyond sample can be emptied without
+                    # changing any later count or onset (only beyond entries within the
+                    # last N samples matter, and all the dropped entries are older ones
+                    # that are not beyond), so the common compliant sample costs one read.
+                    if wst[r, W_LEN] != 0:
+                        wst[r, W_HEAD] = 0
+                        wst[r, W_LEN] = 0
                 else:
                     # "Inactive" with M-of-N over the last N good samples.
-                    nn = int(params[r, P_N])
-                    base = win_off[r]
-                    head = int(state[r, S_WHEAD])
-                    wlen = int(state[r, S_WLEN])
-                    cnt = int(state[r, S_WCNT])
+                    nn = wpar[r, WP_N]
+                    base = wpar[r, WP_OFF]
+                    head = wst[r, W_HEAD]
+                    wlen = wst[r, W_LEN]
+                    cnt = wst[r, W_CNT]
                     if wlen == nn:  # full: the oldest entry (at head) drops out
                         cnt -= win_beyond[base + head]
                     else:
@@ -122,9 +137,9 @@ def _scan_limits(point, ts, value, good, rule_ptr, rule_idx, params, win_off,
                     head += 1
                     if head == nn:
                         head = 0
-                    state[r, S_WHEAD] = head
-                    state[r, S_WLEN] = wlen
-                    state[r, S_WCNT] = cnt
+                    wst[r, W_HEAD] = head
+                    wst[r, W_LEN] = wlen
+                    wst[r, W_CNT] = cnt
                     if cnt >= m:  # at least M of the last N (this one included)
                         event = 1
                         onset = t
@@ -135,16 +150,12 @@ def _scan_limits(point, ts, value, good, rule_ptr, rule_idx, params, win_off,
                     state[r, S_ACTIVE] = 1.0
                     state[r, S_RUN_T0] = np.nan
                     state[r, S_CLR_C0] = np.nan
-                    state[r, S_WHEAD] = 0.0
-                    state[r, S_WLEN] = 0.0
-                    state[r, S_WCNT] = 0.0
+                    wst[r, W_HEAD] = 0
+                    wst[r, W_LEN] = 0
+                    wst[r, W_CNT] = 0
             else:
                 # "Active": a run of consecutive back samples from c0 clears after off_delay.
-                if params[r, P_HIGH] != 0.0:
-                    back = v <= lim - params[r, P_DEADBAND]
-                else:
-                    back = v >= lim + params[r, P_DEADBAND]
-                if back:
+                if sv <= params[r, P_SBACK]:
                     c0 = state[r, S_CLR_C0]
                     if c0 != c0:
                         c0 = t
@@ -156,13 +167,13 @@ def _scan_limits(point, ts, value, good, rule_ptr, rule_idx, params, win_off,
                         state[r, S_ACTIVE] = 0.0
                         state[r, S_RUN_T0] = np.nan
                         state[r, S_CLR_C0] = np.nan
-                        state[r, S_WHEAD] = 0.0
-                        state[r, S_WLEN] = 0.0
-                        state[r, S_WCNT] = 0.0
+                        wst[r, W_HEAD] = 0
+                        wst[r, W_LEN] = 0
+                        wst[r, W_CNT] = 0
                 else:
                     state[r, S_CLR_C0] = np.nan
             if event != 0:
-                t_rule[k] = r
+                t_rule[k] = rule_idx[r]
                 t_sample[k] = i
                 t_event[k] = event
                 t_onset[k] = onset

@@ -96,7 +96,7 @@ def main() -> None:
 
     # (b) stateless numba scan: same four compares per sample, no state
     eng = Engine(rules)
-    limits = eng._params[eng._rule_idx, K.P_LIMIT].copy()
+    limits = np.array([rules[j].limit for j in eng._rule_idx])  # CSR order
     K._stateless_compare(point[:10], value[:10], eng._rule_ptr, limits)
     t_sl = best_of(lambda: K._stateless_compare(point, value, eng._rule_ptr, limits),
                    args.repeat)

@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from alarms.rules import CascadePoint, CompiledRule, cascade_points, compile_rules
 from facility.config_schema import Config, Device, LimitSpec
 from facility.model import PointInfo
+from hazmat.gas import gas_points
+from hazmat.gas import is_toxic_gas
+from hazmat.licence import licence_rules
 from sensors.points import PointDef, expand_points
 
 BIT = 0.5  # a 0/1 status point is "beyond" above 0.5 (1 = the condition)
-TOXIC_GASES = ("arsine", "phosphine", "diborane", "chlorine", "hydrogen fluoride", "ammonia",
-               "germane", "silane", "nitrogen trifluoride")
+HAZMAT_KINDS = ("exempt", "segregation", "ledger")  # per-site hazmat findings as points
 
 
 @dataclass(frozen=True)
@@ -70,17 +72,13 @@ def system_points(cfg: Config, cycle_s: float) -> list[RulePoint]:
     ]
 
 
-def _is_toxic_detector(dev: Device) -> bool:
-    return dev.gas is not None and dev.gas in TOXIC_GASES
-
-
-def _rule_point(p: PointDef, dev: Device) -> RulePoint:
+def _rule_point(cfg: Config, p: PointDef, dev: Device) -> RulePoint:
     """Adapt a device point; status, comm, leak and detector bits get their implicit limits."""
     base = dict(id=p.id, device=p.device, zone=dev.zone, site=dev.site, quantity=p.quantity,
                 unit=p.unit, size_um=p.size_um, limits=dict(p.limits),
                 stale_after_s=p.stale_after_s, measures=p.measures, between=p.between,
                 decimals=p.decimals, kind=p.kind)
-    toxic = _is_toxic_detector(dev)
+    toxic = dev.gas is not None and is_toxic_gas(cfg, dev.gas)
     if p.quantity == "comm":
         return RulePoint(**base | dict(
             limits={"action_low": LimitSpec(limit=BIT)},
@@ -133,7 +131,7 @@ def build_catalogue(cfg: Config, *, cycle_s: float = 1.0) -> Catalogue:
     devices = {d.id: d for d in cfg.devices}
     zones = {z.id: z for z in cfg.zones}
     polled = expand_points(cfg)
-    points = [_rule_point(p, devices[p.device]) for p in polled]
+    points = [_rule_point(cfg, p, devices[p.device]) for p in polled]
     cascades, problems = cascade_points(cfg, points)
     derived = [RulePoint(id=c.id, device=c.zone, zone=c.zone, site=zones[c.zone].site,
                          quantity=c.quantity, unit="Pa", decimals=1, kind="derived",
@@ -141,9 +139,11 @@ def build_catalogue(cfg: Config, *, cycle_s: float = 1.0) -> Catalogue:
                                            if p.id in (c.plus, c.minus)) or None,
                          between=f"{c.zone} - {c.reference}" if c.door else None)
                for c in cascades]
-    gas_points, gas_problems = _gas_points(cfg, points)
+    gas, gas_problems = gas_points(cfg, points)
     problems += gas_problems
-    every = points + derived + gas_points + system_points(cfg, cycle_s)
+    replaced = {g.id for g in gas if getattr(g, "replaces", False)}
+    points = [p for p in points if p.id not in replaced]
+    every = points + derived + list(gas) + hazmat_points(cfg) + system_points(cfg, cycle_s)
     door_of = {c.id: c.door for c in cascades}
     rule_input = [_DoorAware(p, door_of.get(p.id, False)) for p in every]
     rules, errs, warns = compile_rules(cfg, rule_input)
@@ -151,6 +151,8 @@ def build_catalogue(cfg: Config, *, cycle_s: float = 1.0) -> Catalogue:
                        quantity=p.quantity, unit=p.unit, decimals=p.decimals,
                        gmp=bool(p.zone and zones.get(p.zone) and zones[p.zone].gmp_grade),
                        kind=p.kind) for p in every]
+    with_bits = {p.device for p in points if p.quantity == "gas_alarm"}
+    warns = [w for w in warns if not (w.split(".")[0] in with_bits and ".conc:" in w)]
     return Catalogue(every, polled, cascades, rules, infos, problems + errs, warns)
 
 
@@ -165,10 +167,27 @@ class _DoorAware:
         return getattr(self._p, name)
 
 
-def _gas_points(cfg: Config, points: list[RulePoint]) -> tuple[list[RulePoint], list[str]]:
-    """Gas policy points from hazmat (set points where a detector has no bits, STEL/TWA)."""
-    try:
-        from hazmat.gas import gas_points
-    except ImportError:
-        return [], []
-    return gas_points(cfg, points)
+def hazmat_points(cfg: Config) -> list[RulePoint]:
+    """Stock per licensed class (limits from the FSD licence) and per-site hazmat findings."""
+    out: list[RulePoint] = []
+    stores = {s.id: s for s in cfg.hazmat.stores}
+    by_point: dict[str, list[dict]] = {}
+    for rule in licence_rules(cfg.hazmat, dict(cfg.alarms.priorities)):
+        by_point.setdefault(rule["point"], []).append(rule)
+    for pid, rules in by_point.items():
+        st = stores[pid.split(".")[0]]
+        out.append(RulePoint(
+            pid, st.id, st.zone, st.site, "stock", "", decimals=3, kind="derived",
+            limits={r["limit"]: LimitSpec(limit=r["value"]) for r in rules},
+            limit_sources={r["limit"]: r["source"] for r in rules},
+            alarm_kind=None, alarm_subject=None))
+    src = "facility hazmat check: {} (reference/standards.md section 4)"
+    for site in sorted({s.site for s in cfg.hazmat.stores}):
+        for kind in HAZMAT_KINDS:
+            out.append(RulePoint(
+                f"{site}.hazmat_{kind}", f"{site}.hazmat", None, site, "hazmat_finding", "",
+                decimals=0, kind="derived",
+                limits={"action_high": LimitSpec(limit=1.5), "alert_high": LimitSpec(limit=0.5)},
+                limit_sources={"action_high": src.format(kind) + ", action finding",
+                               "alert_high": src.format(kind) + ", alert finding"}))
+    return out

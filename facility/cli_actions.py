@@ -160,8 +160,9 @@ def alarms(active, as_json, config_path):
     cfg = load(config_path)
     with open_reader(cfg) as store:
         rows = [r for r in store.alarms() if r["occurrence"] or r["state"] != "NORM"]
-    if active:
-        rows = [r for r in rows if r["state"] != "NORM"]
+    if active:  # suppressed-by-design rows whose condition is not active are not news
+        rows = [r for r in rows if r["state"] != "NORM"
+                and not (r["state"] == "DSUPR" and not r["active"])]
     rows.sort(key=lambda r: (PRIORITY_RANK.get(r["priority"], 9), -(r.get("onset_ms") or 0)))
     for r in rows:
         rec = alarm_record(r)

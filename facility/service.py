@@ -33,7 +33,8 @@ from facility.config_schema import Config
 from facility.model import Sample, now_ms
 from facility.service_actions import ActionHandler
 from facility.service_alarms import AlarmBook, AlarmMeta, meta_of
-from facility.service_derive import Deriver
+from facility.service_derive import Deriver, HazmatProbe
+from hazmat import ledger
 from facility.service_health import HealthProbe, ServiceLock, sd_notify
 from facility.store import Cycle, Store
 
@@ -44,11 +45,9 @@ ENGINE_SAVE_EVERY = 10  # cycles; alarm rows are authoritative for "active" on r
 class Service:
     """One running service over one database."""
 
-    def __init__(self, cfg: Config, *, cycle_s: float = 1.0, port_map: dict | None = None,
-                 poller_factory=None):
+    def __init__(self, cfg: Config, *, cycle_s: float = 1.0, poller_factory=None):
         self.cfg = cfg
         self.cycle_s = cycle_s
-        self.port_map = port_map or {}
         self.db_path = cfg.db_path
         self.cat: Catalogue = build_catalogue(cfg, cycle_s=cycle_s)
         self._poller_factory = poller_factory
@@ -74,7 +73,8 @@ class Service:
             metas[r.alarm_id] = meta_of(r, self.point_device.get(r.point))
         self.stale_points = {
             p.id: p.stale_after_s for p in self.cat.points
-            if p.stale_after_s and p.kind in ("measured", "derived") and self.cat.rules_for(p.id)
+            if p.stale_after_s and self.cat.rules_for(p.id)
+            and (p.kind == "measured" or p.quantity == "pressure_diff_zone")
         }
         for pid in self.stale_points:
             dev = self.point_device[pid]
@@ -100,12 +100,7 @@ class Service:
             key = ensure_key(path)
         self.store = Store(self.db_path, key=key)
         self.store.add_migrations(OUTBOX_NAMESPACE, OUTBOX_MIGRATIONS)
-        try:
-            from hazmat.ledger import LEDGER_MIGRATIONS, LEDGER_NAMESPACE
-
-            self.store.add_migrations(LEDGER_NAMESPACE, LEDGER_MIGRATIONS)
-        except ImportError:
-            pass
+        self.store.add_migrations(ledger.NAMESPACE, ledger.LEDGER_MIGRATIONS)
         self.store.register_points(self.cat.infos)
         self.config_version = self.store.record_config(self.cfg.text, self.cfg.sha256)
         self._restored = {
@@ -130,31 +125,35 @@ class Service:
         for zone, row in (self._restored["modes"] or {}).items():
             self.modes[zone] = (row["mode"], row.get("since_ms"))
         self.deriver = Deriver(self.cat, self.cfg)
+        self.hazmat = HazmatProbe(self.cfg)
         self.health = HealthProbe(self.cfg, self.db_path, self.cycle_s)
+        warm_up()  # kernels ready before polling starts (DESIGN.md "Data flow")
+        # Stale clocks start when polling starts: a restart is not itself a data gap.
         start = now_ms()
         self.last_good: dict[str, int] = {pid: start for pid in self.stale_points}
-        for row in self._restored["latest"]:
-            if row.get("good_ts_ms") and row["point"] in self.last_good:
-                self.last_good[row["point"]] = max(start - 1, int(row["good_ts_ms"]))
-        warm_up()  # kernels ready before polling starts (DESIGN.md "Data flow")
         self.pager = Pager(self.cfg.paging, self.cfg.facility.id)
         self.dispatcher = Dispatcher(self.db_path, self.cfg.paging)
         self.actions = ActionHandler(self)
         self.server = ActionServer(socket_path(self.db_path), self.actions.handle)
         await self.server.start()
         self.poller = self._make_poller()
-        await self.poller.start()
+        self.poller.start()
         self._tasks = [asyncio.create_task(self.dispatcher.run(), name="dispatcher"),
                        asyncio.create_task(self._heartbeat_loop(), name="heartbeat")]
         log.info("service started: %d points, %d rules, %d alarms restored, db %s",
                  len(self.cat.points), len(self.cat.rules), restored, self.db_path)
 
     def _make_poller(self):
+        """Pollers, told each counter's newest stored record so backfill starts there."""
         from sensors.poller import Poller
 
         factory = self._poller_factory or Poller
-        last = {row["point"]: row["ts_ms"] for row in self._restored["latest"]}
-        return factory(self.cfg, self._on_samples, port_map=self.port_map, last_ts=last)
+        newest: dict[str, int] = {}
+        for row in self._restored["latest"]:
+            dev, _, name = row["point"].partition(".")
+            if name.startswith("count_"):
+                newest[dev] = max(newest.get(dev, 0), int(row["ts_ms"]))
+        return factory(self.cfg, self._on_samples, last_record_ts_ms=newest)
 
     def _reconcile_engine(self) -> None:
         """Alarm rows are written every transition, engine state every few cycles: make the
@@ -204,7 +203,9 @@ class Service:
         """One poll -> engine -> lifecycle -> store -> paging cycle."""
         now = now_ms()
         batch, self._queue = self._queue, []
-        samples = batch + self.deriver.derive(batch) + self.health.samples(now, lag_s, self.poller)
+        stock = await self._in_writer(self.hazmat.samples, self.store.conn, now)
+        samples = (batch + self.deriver.derive(batch) + self.health.samples(now, lag_s, self.poller)
+                   + stock)
         self._evaluate(samples, now)
         self._timers(now)
         await self._flush(samples, now, save_engine=self.cycles % ENGINE_SAVE_EVERY == 0)

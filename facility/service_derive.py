@@ -8,7 +8,11 @@ measured directly ("ZONE - REFERENCE") pass through (inverted when measured the 
 
 from __future__ import annotations
 
-from facility.catalogue import Catalogue
+from facility.catalogue import HAZMAT_KINDS, Catalogue
+from hazmat import ledger
+from hazmat.checks import run_checks
+from hazmat.gas import GasMonitor, detector_policies
+from hazmat.licence import stock_values
 from facility.config_schema import Config
 from facility.model import Quality, Sample, round_to
 
@@ -41,7 +45,7 @@ class Deriver:
             if s.good:
                 self.last[s.point] = s
         if self.gas is not None:
-            out.extend(self.gas.derive(batch))
+            out.extend(self.gas.feed(batch))
         return out
 
     def _cascade(self, c, s: Sample) -> Sample | None:
@@ -61,10 +65,40 @@ class Deriver:
         return Sample(c.id, s.ts_ms, value, max(plus.quality, minus.quality))
 
 
-def _gas_tracker(cat: Catalogue, cfg: Config):
-    """The hazmat gas exposure deriver (STEL/TWA) when that package provides one."""
-    try:
-        from hazmat.gas import ExposureDeriver
-    except ImportError:
-        return None
-    return ExposureDeriver(cfg, cat.points)
+def _gas_tracker(cat: Catalogue, cfg: Config) -> GasMonitor | None:
+    """STEL, TWA and bits-vs-set-points samples of every gas detector (hazmat policy)."""
+    policies, _problems = detector_policies(cfg, cat.points)
+    return GasMonitor(policies) if policies else None
+
+
+class HazmatProbe:
+    """Stock per licensed class and per-site hazmat findings, as samples, every ``every_s``.
+
+    Runs on the writer thread (it reads the ledger tables on the store's connection).
+    """
+
+    def __init__(self, cfg: Config, every_s: float = 10.0):
+        self.cfg = cfg
+        self.every_ms = int(every_s * 1000)
+        self.next_ms = 0
+        self.site_of = {s.id: s.site for s in cfg.hazmat.stores}
+
+    def samples(self, conn, now: int) -> list[Sample]:
+        """Samples of ``<store>.stock_<class>`` and ``<site>.hazmat_<kind>`` when due."""
+        if now < self.next_ms or not self.cfg.hazmat.stores:
+            return []
+        self.next_ms = now + self.every_ms
+        containers = ledger.stock(conn)
+        rows = [r for r in ledger.stock_rows(containers)]
+        out = [Sample(pid, now, float(v)) for pid, v in stock_values(self.cfg.hazmat, rows).items()]
+        level = {(site, kind): 0.0 for site in set(self.site_of.values()) for kind in HAZMAT_KINDS}
+        for f in run_checks(self.cfg, conn):
+            store = (f.store or "").split(",")[0]
+            site = self.site_of.get(store) or (f.subject if f.subject in
+                                               {s for s, _ in level} else None)
+            if site is None or (site, f.kind) not in level:
+                continue
+            sev = 2.0 if f.severity == "action" else 1.0 if f.severity == "alert" else 0.0
+            level[(site, f.kind)] = max(level[(site, f.kind)], sev)
+        out += [Sample(f"{site}.hazmat_{kind}", now, v) for (site, kind), v in level.items()]
+        return out

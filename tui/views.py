@@ -146,9 +146,8 @@ def overview_rows(cfg: Config, snap: Snapshot, limits: LimitIndex,
             by_zone.setdefault(a["zone"], []).append(a)
     rows: list[tuple[str, list]] = []
     for site in cfg.sites:
-        rows.append((f"site:{site.id}", [Text(site.id, style="bold underline"),
-                                         Text(site.name[:40], style="bold"), "", "", "", "", "",
-                                         "", ""]))
+        rows.append((f"site:{site.id}", [Text(site.id, style="bold underline"), "", "", "", "",
+                                         "", "", "", ""]))
         for z in cfg.zones:
             if z.site != site.id:
                 continue

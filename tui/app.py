@@ -1,0 +1,211 @@
+"""The technician's terminal: a Textual app over the facility database (read-only).
+
+``make_app(cfg, db_path)`` is shared by the CLI (``facility tui``, ``facility demo``) and
+the tests. Data flow: a timer (every ``refresh_s``) starts a worker thread that reads one
+:class:`~tui.data.Snapshot` and posts it; the app stores it in the reactive ``snapshot``
+and hands it to the screen in view. Operator actions go to the service over its socket
+from :class:`~tui.screens.action_modal.ActionModal`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from textual.app import App
+from textual.binding import Binding
+from textual.message import Message
+from textual.reactive import reactive
+
+from facility.actions import current_login
+from facility.config_schema import Config
+from tui.data import DbReader, ReadRequest, Snapshot
+from tui.limits import LimitIndex, compile_limits
+from tui.screens.action_modal import ActionModal, ActionOutcome
+from tui.screens.alarms import AlarmsScreen
+from tui.screens.base import DataScreen
+from tui.screens.devices import DevicesScreen
+from tui.screens.hazmat import HazmatScreen
+from tui.screens.help import HelpScreen
+from tui.screens.overview import OverviewScreen
+from tui.screens.zone_detail import ZoneDetailScreen
+from tui.views import zone_mode
+
+
+def wall_clock_ms() -> int:
+    """Now in UTC milliseconds (the default clock; tests inject a fixed one)."""
+    return int(time.time() * 1000)
+
+
+class SnapshotReady(Message):
+    """Posted by the refresh worker with a fresh snapshot."""
+
+    def __init__(self, snapshot: Snapshot):
+        super().__init__()
+        self.snapshot = snapshot
+
+
+class FacilityApp(App):
+    """Screens as modes: overview, alarms, zone, devices, hazmat; ``?`` opens help."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "facility"
+    MODES = {"overview": OverviewScreen, "alarms": AlarmsScreen, "zone": ZoneDetailScreen,
+             "devices": DevicesScreen, "hazmat": HazmatScreen}
+    DEFAULT_MODE = "overview"
+    BINDINGS = [
+        Binding("1,o", "show('overview')", "Overview", show=False),
+        Binding("2,a", "show('alarms')", "Alarms", show=False),
+        Binding("3,z", "show('zone')", "Zone", show=False),
+        Binding("4,d", "show('devices')", "Devices", show=False),
+        Binding("5,h", "show('hazmat')", "Hazmat", show=False),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    snapshot: reactive[Snapshot | None] = reactive(None, init=False, always_update=True)
+
+    def __init__(self, cfg: Config, db_path: str, *, refresh_s: float = 1.0,
+                 login: str | None = None, clock: Callable[[], int] | None = None,
+                 on_quit: Callable[[], None] | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.db_path = db_path
+        self.refresh_s = refresh_s
+        self.login = login or current_login()
+        self.clock = clock or wall_clock_ms
+        self.on_quit = on_quit
+        self.limits = LimitIndex(compile_limits(cfg))
+        self.reader = DbReader(db_path)
+        self.request = ReadRequest()
+        self.zone_focus: str | None = cfg.zones[0].id if cfg.zones else None
+        self.snapshots_seen = 0
+        self.last_outcome: ActionOutcome | None = None
+        self._reading = False
+        self.sub_title = cfg.facility.name
+
+    # ---- data ------------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self.set_interval(self.refresh_s, self.refresh_data)
+        self.refresh_data()
+
+    def on_unmount(self) -> None:
+        self.reader.close()
+
+    def refresh_data(self) -> None:
+        """Start one read unless the previous one is still running."""
+        if self._reading:
+            return
+        self._reading = True
+        req = ReadRequest(self.request.trend_zone, self.request.history_alarm,
+                          self.request.hazmat or self.current_mode == "hazmat")
+        self.run_worker(lambda: self._read(req), thread=True, group="refresh",
+                        exit_on_error=False)
+
+    def _read(self, req: ReadRequest) -> None:
+        """Worker thread: read and post; never touches widgets."""
+        try:
+            snap = self.reader.read(self.clock(), req)
+        except Exception as exc:  # noqa: BLE001 - shown in the banner, retried next tick
+            snap = Snapshot(now_ms=self.clock(), error=f"{type(exc).__name__}: {exc}")
+        self.post_message(SnapshotReady(snap))
+
+    def on_snapshot_ready(self, message: SnapshotReady) -> None:
+        self._reading = False
+        self.snapshot = message.snapshot
+
+    def watch_snapshot(self, snap: Snapshot | None) -> None:
+        if snap is None:
+            return
+        self.snapshots_seen += 1
+        self.limits.update_alarms(snap.alarms)
+        screen = self.screen
+        if isinstance(screen, DataScreen):
+            screen.show(snap)
+        else:  # a modal on top: draw the data screen underneath
+            for s in reversed(self.screen_stack):
+                if isinstance(s, DataScreen):
+                    s.show(snap)
+                    break
+
+    def want_trends(self, zone: str | None) -> None:
+        """Ask the reader for a zone's 1-minute aggregates (None: no trends needed)."""
+        self.request.trend_zone = zone
+        if zone is not None:
+            self.refresh_data()
+
+    def focus_alarm(self, alarm_id: str | None) -> None:
+        """Ask the reader for one alarm's history (None: the most recent events)."""
+        if alarm_id != self.request.history_alarm:
+            self.request.history_alarm = alarm_id
+            self.refresh_data()
+
+    # ---- navigation ------------------------------------------------------------------------
+
+    def action_show(self, mode: str) -> None:
+        if mode != self.current_mode:
+            self.request.hazmat = mode == "hazmat"
+            self.switch_mode(mode)
+            if mode == "hazmat":
+                self.refresh_data()
+
+    def open_zone(self, zone: str) -> None:
+        """Show a zone's detail screen."""
+        self.zone_focus = zone
+        if self.current_mode == "zone":
+            self.want_trends(zone)
+            if self.snapshot is not None and isinstance(self.screen, DataScreen):
+                self.screen.show(self.snapshot)
+        else:
+            self.switch_mode("zone")
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    async def action_quit(self) -> None:
+        if self.on_quit is not None:
+            self.on_quit()
+        self.exit()
+
+    # ---- operator actions ------------------------------------------------------------------
+
+    def operator_name(self) -> str | None:
+        """The display name of this login in [[operators]] (None when unknown)."""
+        return next((o.name for o in self.cfg.operators if o.login == self.login), None)
+
+    def open_action(self, action: str, *, alarm: dict) -> None:
+        """Open the action dialog for an alarm occurrence."""
+        self.push_screen(ActionModal(action, self.db_path, self.login, self.operator_name(),
+                                     alarm=alarm), self._action_done)
+
+    def open_mode_change(self, zone: str) -> None:
+        """Open the dialog to change a zone's mode (at_rest / in_operation)."""
+        current = (zone_mode(self.cfg.zone(zone), self.snapshot) if self.snapshot
+                   else self.cfg.zone(zone).occupancy)
+        self.push_screen(ActionModal("mode", self.db_path, self.login, self.operator_name(),
+                                     zone=zone, current_mode=current), self._action_done)
+
+    def _action_done(self, outcome: ActionOutcome | None) -> None:
+        if outcome is None:
+            return
+        self.last_outcome = outcome
+        what = outcome.payload.get("alarm") or outcome.payload.get("zone")
+        text = f"{outcome.payload['action']} {what}: {outcome.message}"
+        self.notify(text, severity="information" if outcome.ok else "error")
+        if isinstance(self.screen, AlarmsScreen):
+            self.screen.set_status(text, outcome.ok)
+        self.refresh_data()
+
+
+def make_app(cfg: Config, db_path: str, *, refresh_s: float = 1.0, login: str | None = None,
+             clock: Callable[[], int] | None = None,
+             on_quit: Callable[[], None] | None = None) -> FacilityApp:
+    """The TUI over ``db_path`` (opened read-only); ``clock`` returns UTC ms (tests fix it)."""
+    return FacilityApp(cfg, db_path, refresh_s=refresh_s, login=login, clock=clock,
+                       on_quit=on_quit)
+
+
+def run_tui(cfg: Config, db_path: str, *, on_quit: Callable[[], None] | None = None) -> None:
+    """Run the TUI in this terminal until the operator quits."""
+    make_app(cfg, db_path, on_quit=on_quit).run()
