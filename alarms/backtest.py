@@ -81,7 +81,8 @@ def read_samples_csv(path_or_file, point_ids: Iterable[str]) -> SampleArrays:
         if line == 1 and fields[0].strip().lower() == "ts":
             continue
         if len(fields) not in (3, 4):
-            raise ValueError(f"{where}: expected ts,point,value[,quality], got {len(fields)} fields")
+            raise ValueError(f"{where}: expected ts,point,value[,quality], "
+                             f"got {len(fields)} fields")
         pid = fields[1].strip()
         if pid not in index:
             raise ValueError(f"{where}: point {pid!r} is not a configured point id")

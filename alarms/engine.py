@@ -124,6 +124,16 @@ class Engine:
         # Time of each point's previous evaluated sample: duplicates, late samples and
         # gaps are per point (DESIGN.md "Limit rules"), so it is kept once per point.
         self._plast = np.full(n_points, -np.inf)
+        # The kernel's fast path: per point the compliant band [max low L, min high L] and
+        # whether all its rules are quiet (inactive, no run, no beyond in the window).
+        self._band = np.empty((n_points, 2))
+        self._band[:, 0], self._band[:, 1] = -np.inf, np.inf
+        for r in self.rules:
+            if r.kind == "high":
+                self._band[r.point, 1] = min(self._band[r.point, 1], r.limit)
+            else:
+                self._band[r.point, 0] = max(self._band[r.point, 0], r.limit)
+        self._quiet = np.ones(n_points, dtype=bool)
         self._point_of = points
         self._wst = np.zeros((n, 3), dtype=np.int64)  # window head, length, beyond count
         self.reset()
@@ -135,6 +145,7 @@ class Engine:
         self._state[:, K.S_RUN_T0] = np.nan
         self._state[:, K.S_CLR_C0] = np.nan
         self._wst[:] = 0
+        self._quiet[:] = True
 
     @property
     def active(self) -> np.ndarray:
@@ -162,7 +173,8 @@ class Engine:
                     np.empty(cap, np.int8), np.empty(cap, np.float64))
             k, start = K._scan_limits(
                 point, ts, value, good, self._rule_ptr, self._rule_idx, self._params,
-                self._wpar, self._plast, self._state, self._wst, self._win_ts, self._win_beyond, start, *cols)
+                self._wpar, self._plast, self._quiet, self._band, self._state, self._wst,
+                self._win_ts, self._win_beyond, start, *cols)
             out = np.empty(k, dtype=TRANSITION_DTYPE)
             for name, col in zip(TRANSITION_DTYPE.names, cols):
                 out[name] = col[:k]
@@ -242,6 +254,10 @@ class Engine:
                 self._win_beyond[base + q] = 1 if wb else 0
             self._wst[j] = (len(window) % nn if nn else 0, len(window),
                             sum(1 for _, wb in window if wb))
+        busy = ((self._state[:, K.S_ACTIVE] != 0) | ~np.isnan(self._state[:, K.S_RUN_T0])
+                | (self._wst[:, K.W_CNT] != 0))
+        self._quiet[:] = True
+        self._quiet[self._point_of[self._rule_idx[busy]]] = False
 
 
 def rules_by_key(items: Iterable[tuple[str, Rule]]) -> Engine:

@@ -1,7 +1,8 @@
 """The numba kernels: the only module in the project that defines ``@njit`` functions.
 
-Every kernel is private, takes and returns plain arrays and uses no globals (STYLE.md
-"Kernel / wrapper split"); the public wrappers in ``alarms.engine``, ``alarms.exposure``
+Every kernel is private, takes and returns plain arrays and uses no mutable globals
+(STYLE.md "Kernel / wrapper split"; the column numbers below are integer constants that
+numba freezes at compile time); the public wrappers in ``alarms.engine``, ``alarms.exposure``
 and ``alarms.cascade`` validate dtypes and shapes before calling them. Each kernel has a
 slow pure-Python twin in ``tests/reference.py`` (or the tests) that it must equal.
 
@@ -22,8 +23,8 @@ import numpy as np  # noqa: E402
 from numba import njit  # noqa: E402
 
 # Column layout of the packed per-rule arrays, shared with alarms.engine. Packing the
-# parameters and the state into two 2-D arrays keeps the kernel's argument list short, so
-# the per-call dispatch cost of a 2 000-point live cycle stays in microseconds.
+# parameters and the state into a few 2-D arrays keeps the kernel's argument list short,
+# so the per-call dispatch cost of a 2 000-point live cycle stays in microseconds.
 # Limits are stored signed (s = +1 high, -1 low) so one compare serves both sides:
 # beyond = s*v > s*L and back = s*v <= s*L - D; negation is exact, so this equals
 # v < L and v >= L + D for a low limit bit for bit.
@@ -46,17 +47,19 @@ def _grow(buf, n):
 
 
 @njit(cache=True)
-def _scan_limits(point, ts, value, good, rule_ptr, rule_idx, params, wpar,
-                 plast, state, wst, win_ts, win_beyond, start, t_rule, t_sample, t_event, t_onset):
+def _scan_limits(point, ts, value, good, rule_ptr, rule_idx, params, wpar, plast, quiet,
+                 band, state, wst, win_ts, win_beyond, start, t_rule, t_sample, t_event,
+                 t_onset):
     """Evaluate DESIGN.md "Limit rules (exact)" over one batch, updating ``state`` in place.
 
     Rules are stored grouped by point (CSR): the rules of point p are rows
     ``rule_ptr[p]:rule_ptr[p + 1]`` of ``params``/``state``/``wpar``/``wst``, and
     ``rule_idx`` maps a row back to the caller's rule index (ascending within a point),
     so the transitions come out ordered by sample, then rule, without sorting, and the
-    hot loop reads each rule's parameters without an indirection. The M-of-N window of rule r is the
-    ring buffer ``win_ts/win_beyond[off:off + N]`` with ``off, N = wpar[r]`` and
-    head, length and beyond count in ``wst[r]``.
+    hot loop reads each rule's parameters without an indirection. The M-of-N window of
+    row r is the ring buffer ``win_ts/win_beyond[off:off + N]`` with ``off, N = wpar[r]``
+    and head, length and beyond count in ``wst[r]``. ``plast`` is each point's previous
+    evaluated time; ``quiet``/``band`` drive the per-point fast path below.
 
     Scanning starts at sample ``start``; transitions go to the ``t_*`` output arrays.
     When they could overflow, the scan stops *before* a sample (state is consistent at
@@ -84,7 +87,14 @@ def _scan_limits(point, ts, value, good, rule_ptr, rule_idx, params, wpar,
         if t <= last:
             continue
         plast[p] = t
+        # Fast path: when every rule of the point is inactive with no run and no beyond
+        # sample in its window ("quiet"), a value inside the point's compliant band
+        # [max low limit, min high limit] changes nothing: a gap has no run to break, and
+        # a window of compliant entries is equivalent to an empty one.
+        if quiet[p] and band[p, 0] <= v <= band[p, 1]:
+            continue
         dt = t - last
+        q = True
         for r in range(rule_ptr[p], rule_ptr[p + 1]):
             m = params[r, P_M]
             sv = v * params[r, P_SIGN]
@@ -178,6 +188,10 @@ def _scan_limits(point, ts, value, good, rule_ptr, rule_idx, params, wpar,
                 t_event[k] = event
                 t_onset[k] = onset
                 k += 1
+            if state[r, S_ACTIVE] != 0.0 or state[r, S_RUN_T0] == state[r, S_RUN_T0] \
+                    or wst[r, W_CNT] != 0:
+                q = False
+        quiet[p] = q
     return k, n
 
 

@@ -55,7 +55,8 @@ def iso14644_limit(iso_class: float, size_um: float) -> float | None:
         n = float(iso_class)
         d = float(size_um)
     except (TypeError, ValueError):
-        raise ValueError(f"iso_class={iso_class!r} and size_um={size_um!r} must be numbers") from None
+        raise ValueError(f"iso_class={iso_class!r} and size_um={size_um!r} "
+                         "must be numbers") from None
     if not (math.isfinite(n) and 1.0 <= n <= 9.0):
         raise ValueError(f"iso_class={iso_class!r} is outside ISO 14644-1 classes 1-9")
     if abs(n * 10 - round(n * 10)) > 1e-9:

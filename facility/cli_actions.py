@@ -187,19 +187,14 @@ def audit():
 @config_option
 def audit_verify(key_file, config_path):
     """Check the live audit chain; exit 1 naming the first edited/deleted/reordered row."""
-    from facility.audit import load_key
+    from facility.keys import audit_key
 
     cfg = load(config_path)
-    key = None
     if key_file:
         with open(key_file, "rb") as fh:
             key = fh.read().strip()
     else:
-        key = load_key(cfg.storage.audit_key_env)
-        default = os.path.join(os.path.dirname(cfg.db_path), "audit.key")
-        if key is None and os.access(default, os.R_OK):
-            with open(default, "rb") as fh:
-                key = fh.read().strip()
+        key = audit_key(cfg)
     with open_reader(cfg) as store:
         res = store.verify_audit(key)
     how = "authenticity (HMAC) and continuity" if key else "continuity and content (no key)"

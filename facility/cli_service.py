@@ -32,14 +32,13 @@ def run(headless, cycle_s, verbose, config_path):
 
     cfg = load(config_path)
     _logging(verbose)
-    service = Service(cfg, cycle_s=cycle_s)
     try:
         if headless:
-            asyncio.run(service.run())
+            asyncio.run(Service(cfg, cycle_s=cycle_s).run())
         else:
             from facility.demo import run_with_tui
 
-            run_with_tui(cfg, service)
+            run_with_tui(cfg)
     except ServiceLocked as exc:
         raise CliError(str(exc), 2) from None
 

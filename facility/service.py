@@ -27,9 +27,9 @@ from alarms.outbox import OUTBOX_MIGRATIONS, OUTBOX_NAMESPACE
 from alarms.paging import Pager
 from alarms.paging_channels import send_heartbeat
 from facility.actions import ActionServer, socket_path
-from facility.audit import ensure_key, load_key
 from facility.catalogue import Catalogue, build_catalogue
 from facility.config_schema import Config
+from facility.keys import audit_key
 from facility.model import Sample, now_ms
 from facility.service_actions import ActionHandler
 from facility.service_alarms import AlarmBook, AlarmMeta, meta_of
@@ -92,12 +92,7 @@ class Service:
 
     def _open_store(self) -> None:
         """Runs on the writer thread: the connection lives there."""
-        key_env = self.cfg.storage.audit_key_env
-        key = load_key(key_env)
-        if key is None:
-            path = os.path.join(os.path.dirname(self.db_path), "audit.key")
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            key = ensure_key(path)
+        key = audit_key(self.cfg, create=True)
         self.store = Store(self.db_path, key=key)
         self.store.add_migrations(OUTBOX_NAMESPACE, OUTBOX_MIGRATIONS)
         self.store.add_migrations(ledger.NAMESPACE, ledger.LEDGER_MIGRATIONS)
@@ -179,8 +174,8 @@ class Service:
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 loop.add_signal_handler(sig, self.stopping.set)
-            except (NotImplementedError, RuntimeError):
-                pass
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass  # not the main thread (demo, TUI): the owner stops us
         await self.start()
         try:
             next_t = time.monotonic()

@@ -73,7 +73,8 @@ def state_to_row(a: AlarmState, m: AlarmMeta, config_version: int | None, now_ms
 
 def row_to_state(row: dict) -> AlarmState:
     """Rebuild an AlarmState from its stored row (restart: nothing forgotten)."""
-    d = json.loads(row.get("details") or "{}")
+    d = row.get("details") or {}
+    d = json.loads(d) if isinstance(d, str) else d
     return AlarmState(
         id=row["id"], state=State(row["state"]), active=bool(row["active"]),
         acked=bool(row["acked"]), latching=bool(d.get("latching")), latched=bool(row["latched"]),

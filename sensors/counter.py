@@ -187,8 +187,6 @@ class Counter:
         """One scan: status points, new (and backfilled) records, events. Raises ReadFailure."""
         start, count = self.map.holding_span
         h = self._parse_holding(await self.client.read("holding", start, count))
-        if self.enabled is None:
-            self.enabled = await self._read_enabled()
         self.stale_after_s = 3 * max(1, h.sample_time_s + h.hold_time_s)
         dev = self.device.id
         offset_s = self.to_utc_ms(h.rtc_s) / 1000.0 - now_ms / 1000.0
@@ -208,6 +206,7 @@ class Counter:
         lost_s, conflicts, records = 0.0, 0, []
         last_ms = self.to_utc_ms(h.last_sample_ts_s)
         if h.record_count > 0 and (self.newest_ms is None or last_ms > self.newest_ms):
+            self.enabled = await self._read_enabled()  # channels may be re-configured any time
             records, lost_s, conflicts = await self._collect(h)
         for rec in records:
             ts = self.to_utc_ms(rec.ts_s)

@@ -133,12 +133,16 @@ class ConnectionJob:
         self.runs += 1
         now = time.monotonic()
         out: list[Sample] = []
+        slack = 0.25 * self.interval_s  # scheduler jitter must not make a unit skip a turn
         for p in self.pollers:
-            if not force and now + 0.02 < p.next_due:
+            if not force and now + slack < p.next_due:
                 continue
             if not force and self._skip_dead(p):
                 continue
-            p.next_due = max(p.next_due + p.device.scan_s, now) if p.next_due else now + p.device.scan_s
+            if not p.next_due:
+                p.next_due = now
+            while p.next_due <= now + slack:  # keep the schedule; never drift, never burst
+                p.next_due += p.device.scan_s
             out.extend(await p.poll())
         return out
 
@@ -189,7 +193,10 @@ class Poller:
         log.debug("poll job %s skipped a run (event %s)", event.job_id, event.code)
 
     async def _run_job(self, job_id: str) -> None:
-        samples = await self.jobs[job_id].cycle()
+        try:
+            samples = await self.jobs[job_id].cycle()
+        except asyncio.CancelledError:  # stop() while a cycle was running
+            return
         if samples:
             res = self.on_samples(samples)
             if inspect.isawaitable(res):

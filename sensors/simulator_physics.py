@@ -47,14 +47,24 @@ def gas_setpoints(dev: Device) -> tuple[float, float]:
     return dev.setpoints.get("low", low), dev.setpoints.get("high", high)
 
 
-def dp_target(cfg: Config, measures: str | None, zone_id: str | None) -> float:
-    """Nominal differential pressure (Pa) for ``"A - B"``: the zone's min_dp_pa plus margin."""
-    first = (measures.split(" - ")[0].strip() if measures else zone_id) or ""
-    zone = next((z for z in cfg.zones if z.id == first), None)
-    if zone is None or zone.min_dp_pa is None:
-        return 12.0
+def zone_pressure(cfg: Config, zone_id: str, _depth: int = 0) -> float:
+    """Nominal pressure of a zone against ambient (Pa), walking its reference chain: each
+    zone sits at its ``min_dp_pa`` plus a 5 Pa margin (same sign) above its reference."""
+    if zone_id == "ambient" or _depth > 20:
+        return 0.0
+    zone = next((z for z in cfg.zones if z.id == zone_id), None)
+    if zone is None or zone.min_dp_pa is None or zone.reference is None:
+        return 0.0
     m = zone.min_dp_pa
-    return math.copysign(abs(m) + 5.0, m)
+    return math.copysign(abs(m) + 5.0, m) + zone_pressure(cfg, zone.reference, _depth + 1)
+
+
+def dp_target(cfg: Config, measures: str | None, zone_id: str | None) -> float:
+    """Nominal differential pressure (Pa) for ``"A - B"`` = P(A) - P(B) against ambient."""
+    if not measures:
+        return zone_pressure(cfg, zone_id or "") or 12.0
+    a, _, b = (x.strip() for x in measures.partition(" - "))
+    return round(zone_pressure(cfg, a) - zone_pressure(cfg, b), 3)
 
 
 @dataclass
@@ -124,7 +134,7 @@ class CounterModel:
     def prefill(self, now_s: float, n: int, scenario: str = "normal") -> None:
         """History of ``n`` records ending just before ``now_s`` (so a first poll finds data)."""
         for k in range(n, 0, -1):
-            self.buffer.append(self.make_record(int(now_s - k * self.interval_s), scenario))
+            self.buffer.append(self.make_record(int(now_s - (k - 1) * self.interval_s), scenario))
         self.next_ts = (self.buffer[-1].ts_s + self.interval_s) if self.buffer else now_s + self.sample_s
 
     def record(self, index: int) -> SimRecord | None:

@@ -85,12 +85,14 @@ async def test_backfill_after_outage_stores_every_record_exactly_once():
 async def test_wrapped_buffer_reports_records_lost():
     cfg = parse_config(CFG)
     async with Simulator(cfg, ephemeral=True, record_s=10.0, buffer_size=5, prefill=5) as sim:
-        oldest = sim.units["PC"].counter.buffer[0].ts_s * 1000
-        got, poller = await one_scan(sim, {"PC": oldest - 300_000})
+        restored = sim.units["PC"].counter.buffer[0].ts_s * 1000 - 300_000
+        got, poller = await one_scan(sim, {"PC": restored})
+        buffered = [r.ts_s * 1000 for r in sim.units["PC"].counter.buffer]
     ts = [s.ts_ms for s in got.of("count_0_5um")]
-    assert len(ts) == 5 and ts[0] == oldest
+    assert ts == buffered and len(ts) == 5
     (lost,) = got.of("records_lost")
-    assert lost.value == pytest.approx(290, abs=1)
+    # lost period: from the newest stored record to the oldest buffered one, less one interval
+    assert lost.value == pytest.approx((buffered[0] - restored) / 1000 - 10, abs=1)
     assert poller.newest_record_ms()["PC"] == ts[-1]
 
 

@@ -113,5 +113,6 @@ def short_limits(limits: dict[str, Limit]) -> str:
     tags = {"action_low": "AL", "alert_low": "al", "alert_high": "ah", "action_high": "AH"}
     from tui.fmt import fmt_value
 
-    parts = [f"{tags[n]}{fmt_value(limits[n].value, 2)}" for n in reversed(LIMIT_NAMES) if n in limits]
+    parts = [f"{tags[n]}{fmt_value(limits[n].value, 1).removesuffix('.0')}"
+             for n in reversed(LIMIT_NAMES) if n in limits]
     return " ".join(parts)

@@ -205,7 +205,7 @@ def alarm_rows(cfg: Config, snap: Snapshot) -> list[tuple[str, list]]:
             value = snap.value(a["point"])[0]
         prio = a.get("priority") or ""
         base = "bold reverse" if state == "UNACK" else ""
-        cells = [Text(prio[:4], style=f"{PRIORITY_STYLE.get(prio, '')} {base}".strip()),
+        cells = [Text({"medium": "med", "critical": "crit"}.get(prio, prio), style=f"{PRIORITY_STYLE.get(prio, '')} {base}".strip()),
                  Text(state_txt, style=STATE_STYLE.get(state, "") or base),
                  Text(a["id"], style=base), Text(str(a.get("occurrence") or ""), style=base),
                  Text(short_time(a.get("onset_ms"), tz), style=base),

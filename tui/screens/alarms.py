@@ -61,8 +61,8 @@ class AlarmsScreen(DataScreen):
             return
         src = a.get("source") or "-"
         who = f" · acked by {a['ack_by']}" if a.get("ack_by") else ""
-        detail.update(f"{a['id']} #{a.get('occurrence')} · limit {a.get('limit')} from {src}{who}"
-                      f" · history below")
+        limit = f"limit {a['limit']:g} from {src}" if a.get("limit") is not None else src
+        detail.update(f"{a['id']} #{a.get('occurrence')} · {limit}{who}")
         self.app.focus_alarm(a["id"])
 
     def on_data_table_row_highlighted(self, event) -> None:

@@ -9,7 +9,7 @@ from textual.widgets import Static
 from tui.data import Snapshot
 from tui.fmt import local_time
 from tui.screens.base import DataScreen
-from tui.views import overview_rows, site_tz, zone_class, zone_keys, zone_mode
+from tui.views import overview_rows, site_tz, zone_keys, zone_mode
 from tui.widgets.zone_table import ZoneTable
 
 
@@ -56,8 +56,8 @@ class OverviewScreen(DataScreen):
         mode = zone_mode(z, snap)
         since = (f" since {local_time(row['since_ms'], site_tz(self.app.cfg, z.site))}"
                  if row and row.get("since_ms") else " (configured)")
-        ref = f" · ΔP vs {z.reference} ≥ {z.min_dp_pa:+g} Pa" if z.reference and z.min_dp_pa else ""
-        info.update(f"{z.id} {z.name} · {zone_class(z)} · {mode}{since}{ref}")
+        ref = f" · ΔP {z.min_dp_pa:+g} Pa vs {z.reference}" if z.reference and z.min_dp_pa else ""
+        info.update(f"{z.name or z.id} · {mode}{since}{ref}")
 
     def on_data_table_row_highlighted(self, event) -> None:
         snap = getattr(self.app, "snapshot", None)

@@ -90,7 +90,7 @@ class ZoneDetailScreen(DataScreen):
         lims = self.app.limits.for_point(point, mode)
         tz = site_tz(self.app.cfg, self.app.cfg.zone(self.app.zone_focus).site)
         trend.show(snap.trends.get(point, []) if snap.trends_zone == self.app.zone_focus else [],
-                   lims, tz, f"{point} · last hour (1-min min–max)")
+                   lims, tz, f"{point} · last hour (1-min min–max)", snap.now_ms)
         if lims:
             lines = [f"{n} {fmt_value(lim.value, 2)}: {lim.source}"
                      + (" (active alarm)" if lim.from_alarm else "")

@@ -23,8 +23,17 @@ class TopBar(Static):
         self.current = current
 
     def render(self) -> Table:
+        width = self.size.width or 80
+        right = f"{self.login} {self.clock}"
+        tabs = [(key, label) for key, _m, label in SCREENS]
+        need = sum(len(label) + 3 for _k, label in tabs) + (len(f" {self.unack} UNACK ") if self.unack else 0)
+        if need + len(right) + 1 > width:
+            right = self.clock  # the login is shown again in every action dialog
+        if need + len(right) + 1 > width:
+            short = {"Overview": "Ovw", "Devices": "Dev", "Hazmat": "Haz", "Alarms": "Alm"}
+            tabs = [(key, short.get(label, label)) for key, label in tabs]
         left = Text()
-        for key, mode, label in SCREENS:
+        for (key, label), (_k, mode, _l) in zip(tabs, SCREENS):
             style = "bold reverse" if mode == self.current else ""
             left.append(f" {key} {label} ", style=style)
         if self.unack:
@@ -32,5 +41,5 @@ class TopBar(Static):
         grid = Table.grid(expand=True)
         grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
         grid.add_column(justify="right", no_wrap=True)
-        grid.add_row(left, Text(f"{self.login} {self.clock}"))
+        grid.add_row(left, Text(right))
         return grid
