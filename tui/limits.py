@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 from facility.config_schema import Config
 from facility.model import LIMIT_NAMES
@@ -36,19 +35,9 @@ def compile_limits(cfg: Config) -> dict[str, list[Limit]]:
     limits then come from alarm rows only.
     """
     try:
-        from alarms.rules import cascade_points, compile_rules
-        from sensors.points import expand_points
+        from facility.catalogue import build_catalogue
 
-        devices = {d.id: d for d in cfg.devices}
-        pts = []
-        for p in expand_points(cfg):
-            dev = devices.get(p.device)
-            attrs = {k: getattr(p, k) for k in p.__dataclass_fields__}
-            attrs["zone"] = dev.zone if dev else None
-            attrs["site"] = dev.site if dev else None
-            pts.append(SimpleNamespace(**attrs))
-        cascades, _ = cascade_points(cfg, pts)
-        rules, _, _ = compile_rules(cfg, [*pts, *cascades])
+        rules = build_catalogue(cfg).rules
     except Exception as exc:  # noqa: BLE001 - any failure degrades to alarm-row limits
         log.warning("limits from the configuration unavailable: %s", exc)
         return {}
