@@ -99,7 +99,9 @@ def _zone_limits(cfg: Config, point, zone: Zone | None, mode: str) -> dict[str, 
         src = (f"zones[{zone.id}].min_dp_pa={zone.min_dp_pa:+g} Pa vs {zone.reference}"
                " (Annex 1 4.14: >= 10 Pa between grades)")
         if delay:
-            src += f"; door_grace_s={delay:g} ({zone.justification or 'no justification'})"
+            src += f"; door_grace_s={delay:g} on-delay (door contact between the rooms)"
+            if zone.justification:
+                src += f": {zone.justification}"
         out[name] = (LimitSpec(limit=zone.min_dp_pa, deadband=zone.dp_deadband_pa,
                                on_delay_s=delay, justification=zone.justification), src)
     if q == "door":

@@ -142,7 +142,7 @@ def overview_rows(cfg: Config, snap: Snapshot, limits: LimitIndex,
     """Rows of the overview: one per site (a heading), then its zones."""
     by_zone: dict[str, list[dict]] = {}
     for a in snap.alarms:
-        if a.get("zone") and (a.get("active") or a.get("state") in ALARM_STATES_ACTIVE):
+        if a.get("zone") and a.get("state") in ALARM_STATES_ACTIVE:
             by_zone.setdefault(a["zone"], []).append(a)
     rows: list[tuple[str, list]] = []
     for site in cfg.sites:
@@ -181,9 +181,14 @@ def _num(text: Text) -> float:
 
 
 def sorted_alarms(snap: Snapshot) -> list[dict]:
-    """Active alarms by priority (critical first), then onset (oldest first)."""
-    return sorted(snap.active_alarms(),
-                  key=lambda a: (priority_rank(a.get("priority")), a.get("onset_ms") or 0, a["id"]))
+    """Annunciated alarms by priority (critical first), then onset (oldest first); shelved,
+    out-of-service and suppressed ones (the latter only while their condition is active)
+    follow, so they stay visible without burying what needs attention."""
+    shown = [a for a in snap.active_alarms()
+             if not (a.get("state") == "DSUPR" and not a.get("active"))]
+    return sorted(shown, key=lambda a: (a.get("state") not in ALARM_STATES_ACTIVE,
+                                        priority_rank(a.get("priority")),
+                                        a.get("onset_ms") or 0, a["id"]))
 
 
 ALARM_COLUMNS = ("Prio", "State", "Alarm", "#", "Onset", "Value", "Limit")
