@@ -233,3 +233,22 @@ def test_sample_model_good_flag():
     assert not Sample("p", 1, None, Quality.COMM).good
     assert not Sample("p", 1, float("nan")).good
     assert Sample("p", 1, 0.0).good
+
+
+def test_systemd_ready_and_watchdog_after_a_full_cycle(tmp_path, receiver, monkeypatch):
+    """Under systemd (NOTIFY_SOCKET set) READY=1 comes after the first committed cycle and
+    WATCHDOG=1 every cycle; a real datagram socket plays systemd."""
+    import socket
+
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(30)
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    cfg = make_config(tmp_path, receiver.url)
+    with Running(cfg) as run:
+        first = sock.recv(64).decode()
+        assert first == "READY=1"
+        assert run.call(lambda: run.svc.cycles) >= 1
+        assert sock.recv(64).decode() == "WATCHDOG=1"
+    sock.close()
