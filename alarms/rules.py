@@ -12,12 +12,40 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from alarms.standards import annex1_limit, iso14644_limit
 from facility.config_checks import check_order, parse_pair
 from facility.config_schema import Config, LimitSpec, Zone
 from facility.model import LIMIT_NAMES, limit_side
+
+
+@dataclass(frozen=True)
+class RulePoint:
+    """A point as rule compilation sees it: zone and site resolved, implicit limits added.
+
+    The top floor adapts the sensors' points into these; hazmat adds gas points.
+    """
+
+    id: str
+    device: str
+    zone: str | None
+    site: str | None
+    quantity: str
+    unit: str
+    size_um: float | None = None
+    limits: dict = field(default_factory=dict)
+    limit_sources: dict = field(default_factory=dict)
+    stale_after_s: float | None = None
+    measures: str | None = None
+    between: str | None = None
+    alarm_kind: str | None = None
+    alarm_subject: str | None = None
+    critical: bool = False
+    decimals: int = 3
+    kind: str = "measured"
+    replaces: bool = False  # a derived definition that replaces a polled point of the same id
+
 
 MODES = ("at_rest", "in_operation")
 # One record of a 1 CFM counter sampling 60 s: 28.3168 L (reference/particle-counter-modbus.md).

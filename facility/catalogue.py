@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from alarms.rules import CascadePoint, CompiledRule, cascade_points, compile_rules
+from alarms.rules import (CascadePoint, CompiledRule, RulePoint, cascade_points,
+                          compile_rules)
 from facility.config_schema import Config, Device, LimitSpec
 from facility.model import PointInfo
 from hazmat.gas import gas_points
@@ -20,29 +21,6 @@ from sensors.points import PointDef, expand_points
 
 BIT = 0.5  # a 0/1 status point is "beyond" above 0.5 (1 = the condition)
 HAZMAT_KINDS = ("exempt", "segregation", "ledger")  # per-site hazmat findings as points
-
-
-@dataclass(frozen=True)
-class RulePoint:
-    """A point as rule compilation sees it (zone and site resolved, synthetic limits added)."""
-
-    id: str
-    device: str
-    zone: str | None
-    site: str | None
-    quantity: str
-    unit: str
-    size_um: float | None = None
-    limits: dict = field(default_factory=dict)
-    limit_sources: dict = field(default_factory=dict)
-    stale_after_s: float | None = None
-    measures: str | None = None
-    between: str | None = None
-    alarm_kind: str | None = None
-    alarm_subject: str | None = None
-    critical: bool = False
-    decimals: int = 3
-    kind: str = "measured"
 
 
 # System health points of the service itself (DESIGN.md "The monitoring watches itself").

@@ -39,11 +39,12 @@ def _range(frm: str, to: str, tz: str) -> tuple[int, int]:
 
 
 def _key_from_env(cfg, required: bool = False) -> bytes | None:
-    from facility.audit import load_key
+    """The audit key where the service keeps it (env var, else audit.key beside the db)."""
+    from facility.keys import audit_key
     from facility.store_errors import AuditKeyError
 
     try:
-        return load_key(cfg.storage.audit_key_env)
+        return audit_key(cfg)
     except AuditKeyError as exc:
         if required:
             raise CliError(str(exc), USAGE) from None

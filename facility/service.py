@@ -178,7 +178,10 @@ class Service:
                 pass  # not the main thread (demo, TUI): the owner stops us
         await self.start()
         try:
-            next_t = time.monotonic()
+            # Cycles run half a period after the polls (which start now), so a poll's samples
+            # are evaluated in the next half period instead of waiting a whole cycle.
+            next_t = time.monotonic() + self.cycle_s / 2
+            await asyncio.sleep(self.cycle_s / 2)
             while not self.stopping.is_set():
                 lag = max(0.0, time.monotonic() - next_t)
                 await self.cycle(lag_s=lag)

@@ -28,6 +28,7 @@ from typing import Iterable
 import numpy as np
 
 from alarms.exposure import STEL_WINDOW_S, TWA_WINDOW_S, ExposureTracker
+from alarms.rules import RulePoint
 from alarms.standards import default_setpoints
 from alarms.standards import gas as gas_entry
 from facility.config_schema import Config, Device, LimitSpec
@@ -42,28 +43,10 @@ MISMATCH_TOLERANCE = 0.10
 relay hysteresis) before a disagreement is an instrument alarm. A site choice."""
 
 
-@dataclass(frozen=True)
-class GasPoint:
-    """A point the catalogue adds or replaces; same attributes as ``facility.catalogue.RulePoint``."""
-
-    id: str
-    device: str
-    zone: str | None
-    site: str | None
-    quantity: str
-    unit: str
-    size_um: float | None = None
-    limits: dict = field(default_factory=dict)
-    limit_sources: dict = field(default_factory=dict)
-    stale_after_s: float | None = None
-    measures: str | None = None
-    between: str | None = None
-    alarm_kind: str | None = None
-    alarm_subject: str | None = None
-    critical: bool = False
-    decimals: int = 4
-    kind: str = "derived"
-    replaces: bool = False  # True: same id as a polled point, replace it (adds its limits)
+def GasPoint(**kw) -> RulePoint:  # noqa: N802 - reads as the point type it builds
+    """A derived gas point for the catalogue (exposure, set-point mismatch, or a ``conc``
+    replacement with computed limits for a detector without alarm bits)."""
+    return RulePoint(**{"decimals": 4, "kind": "derived", **kw})
 
 
 @dataclass(frozen=True)

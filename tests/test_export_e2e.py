@@ -198,10 +198,9 @@ def test_auditor_export_verify_tamper_archive_purge(tmp_path):
         assert res.stored == len(backfill)
         assert day in store.partitions()
 
-    # Archive appends audit rows, so it runs as the service account WITH the service's key.
-    # The key is handed over explicitly through storage.audit_key_env's variable: `facility
-    # archive` reads the key only from that variable, not from audit.key beside the database
-    # where the service keeps it by default (see the xfail test below).
+    # Archive appends audit rows, so it runs as the service account WITH the service's key,
+    # here handed over through storage.audit_key_env's variable (the default location beside
+    # the database is covered by the test below).
     key_file = default_key_path(cfg)
     arch = tmp_path / "archive"
     tomorrow = _utc_day(now + timedelta(days=1))
@@ -244,12 +243,6 @@ def test_auditor_export_verify_tamper_archive_purge(tmp_path):
     assert "authenticity (HMAC)" in got.stdout
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: `facility archive` (facility/cli_data.py archive_cmd -> _key_from_env) reads "
-    "the audit key only from $FACILITY_AUDIT_KEY_FILE, not from audit.key beside the database "
-    "where the service keeps it by default (facility.keys.audit_key), so it appends its "
-    "archive_recorded row with a plain SHA-256 instead of the HMAC and `facility audit "
-    "verify` then exits 1 (HMAC does not match)"))
 def test_archive_with_the_default_key_location_keeps_the_chain_authentic(tmp_path):
     """The documented default set-up (no key variable, audit.key beside the database)."""
     text = config_text(str(tmp_path / "fms.db"), "http://127.0.0.1:9")
