@@ -252,3 +252,19 @@ def test_systemd_ready_and_watchdog_after_a_full_cycle(tmp_path, receiver, monke
         assert run.call(lambda: run.svc.cycles) >= 1
         assert sock.recv(64).decode() == "WATCHDOG=1"
     sock.close()
+
+
+def test_mode_change_is_state_in_the_database_and_audited(tmp_path, receiver):
+    cfg = make_config(tmp_path, receiver.url)
+    with Running(cfg) as run:
+        reply = request(cfg.db_path, {"action": "mode", "zone": "Z1", "mode": "at_rest",
+                                      "reason": "end of shift clean-down"})
+        assert reply["ok"] and "at_rest" in reply["message"]
+        assert run.call(lambda: run.svc.modes["Z1"][0]) == "at_rest"
+        with pytest.raises(ActionRefused, match="unknown zone"):
+            request(cfg.db_path, {"action": "mode", "zone": "NOPE", "mode": "at_rest",
+                                  "reason": "typo"})
+    with Store(cfg.db_path, readonly=True) as store:
+        assert store.zone_modes()["Z1"]["mode"] == "at_rest"
+    rows = _audit(cfg.db_path, "mode")
+    assert rows and rows[-1][1] == "Z1" and rows[-1][2] == "end of shift clean-down"
