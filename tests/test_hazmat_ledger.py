@@ -195,11 +195,9 @@ def test_concurrent_processes_keep_stock_consistent(db):
 
 
 def test_with_the_real_store(tmp_path):
-    store_mod = pytest.importorskip("facility.store")
-    try:
-        st = store_mod.Store(str(tmp_path / "f.db"), key=KEY)
-    except Exception as exc:  # the store is under construction in parallel
-        pytest.skip(f"facility.store.Store not usable yet: {exc}")
+    from facility.store import Store
+
+    st = Store(str(tmp_path / "f.db"), key=KEY)
     try:
         assert st.add_migrations(ledger.NAMESPACE, ledger.LEDGER_MIGRATIONS) == [1]
         assert st.add_migrations(ledger.NAMESPACE, ledger.LEDGER_MIGRATIONS) == []
