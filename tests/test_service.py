@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
-from facility.actions import ActionRefused, request
+from facility.actions import ActionRefused, current_login, request
 from facility.model import Quality, Sample, now_ms
 from facility.service import Service
 from facility.service_health import ServiceLock, ServiceLocked
@@ -22,6 +25,7 @@ from sensors.simulator import Simulator
 from tests.service_fixture import Receiver, make_config, wait_for
 
 CASCADE = "Z1.dp_cascade:action_low"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class Running:
@@ -115,9 +119,22 @@ def test_door_open_pages_ack_recovers_and_resolves(tmp_path, receiver):
         assert wait_for(lambda: run.state(CASCADE).state.value == "UNACK"), "no alarm raised"
         assert wait_for(lambda: "trigger" in receiver.actions_for(CASCADE)), receiver.pages
         occ = run.state(CASCADE).occurrence
-        reply = request(cfg.db_path, {"action": "ack", "alarm": CASCADE, "occurrence": occ,
-                                      "reason": "door held for a pallet transfer"})
-        assert reply["ok"] and reply["state"] == "ACKED"
+        # the technician's command line, as a separate process (identity: the OS login)
+        cfg_file = tmp_path / "config.toml"
+        cfg_file.write_text(cfg.text)
+        ack = subprocess.run([sys.executable, "-m", "facility", "ack", CASCADE, "--reason",
+                              "door held for a pallet transfer", "--config", str(cfg_file)],
+                             capture_output=True, text=True, cwd=ROOT)
+        assert ack.returncode == 0, ack.stderr
+        assert ack.stdout.strip() == f"ack {CASCADE}#{occ}: now ACKED (by {current_login()})"
+        assert run.state(CASCADE).state.value == "ACKED"
+        listed = subprocess.run([sys.executable, "-m", "facility", "alarms", "--active", "--json",
+                                 "--config", str(cfg_file)], capture_output=True, text=True,
+                                cwd=ROOT)
+        row = next(json.loads(ln) for ln in listed.stdout.splitlines() if CASCADE in ln)
+        assert row["state"] == "ACKED" and row["ack_by"] == current_login()
+        assert row["ack_reason"] == "door held for a pallet transfer"
+        assert row["limit"] == 10.0 and "min_dp_pa" in row["source"]
         assert wait_for(lambda: "acknowledge" in receiver.actions_for(CASCADE)), receiver.pages
         run.call(run.sim.set_scenario, "normal", None)
         assert wait_for(lambda: run.state(CASCADE).state.value == "NORM")
