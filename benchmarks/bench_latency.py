@@ -37,7 +37,6 @@ import sys
 import tempfile
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from facility.actions import ActionRefused, ServiceNotRunning, request  # noqa: E402
 from facility.config import parse_config  # noqa: E402
+from facility.demo import Inbox  # noqa: E402
 from sensors.simulator import Simulator  # noqa: E402
 from tests.service_fixture import config_text  # noqa: E402
 
@@ -53,35 +53,12 @@ SCAN_S = 0.5  # DP-1's scan_s in tests/service_fixture.py
 POLL_S = 0.010
 
 
-class TimedReceiver:
-    """Loopback HTTP server: every POSTed page with the monotonic time it arrived."""
-
-    def __init__(self):
-        self.pages: list[tuple[float, dict]] = []
-        rec = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - heartbeats
-                self.send_response(200)
-                self.end_headers()
-
-            def do_POST(self):  # noqa: N802
-                t = time.monotonic()
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                rec.pages.append((t, json.loads(body)))
-                self.send_response(202)
-                self.end_headers()
-
-            def log_message(self, *a):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+class TimedReceiver(Inbox):
+    """The demo's loopback inbox, which keeps each page with its arrival time."""
 
     def first(self, action: str, tag: str) -> float | None:
         """Arrival time of the first page with ``action`` whose JSON mentions ``tag``."""
-        for t, p in list(self.pages):
+        for t, p in list(self.received):
             act = p.get("event_action") or p.get("action") or (p.get("payload") or {}).get("action")
             if act == action and tag in json.dumps(p):
                 return t

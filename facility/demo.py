@@ -36,23 +36,25 @@ DEMO_DOOR_GRACE_S = 10.0  # the shipped 30 s would push the pressure alarm past 
 
 
 class Inbox:
-    """A loopback HTTP receiver standing in for the pager and the dead-man's switch."""
+    """A loopback HTTP receiver standing in for the pager (POST) and the dead-man's switch
+    (GET); it keeps each page with its arrival time (``time.monotonic()``)."""
 
     def __init__(self):
-        self.pages: list[dict] = []
-        self.heartbeats = 0
+        self.received: list[tuple[float, dict]] = []
+        self.beats: list[float] = []
         inbox = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 - http.server API
-                inbox.heartbeats += 1
+                inbox.beats.append(time.monotonic())
                 self.send_response(200)
                 self.end_headers()
 
             def do_POST(self):  # noqa: N802
+                t = time.monotonic()
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 try:
-                    inbox.pages.append(json.loads(body or b"{}"))
+                    inbox.received.append((t, json.loads(body or b"{}")))
                 except ValueError:
                     pass
                 self.send_response(202)
@@ -64,6 +66,11 @@ class Inbox:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def pages(self) -> list[dict]:
+        """The pages received, in order."""
+        return [p for _, p in self.received]
 
     def close(self) -> None:
         """Stop serving."""

@@ -7,11 +7,10 @@ in the test's tmp folder.
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from facility.actions import current_login
+from facility.demo import Inbox
 from facility.config import parse_config
 
 TEMPLATE = """
@@ -91,35 +90,8 @@ levels = [{{ after_s = 0, channels = ["hook"] }}]
 """
 
 
-class Receiver:
-    """A loopback HTTP server recording pages (POST) and heartbeats (GET) with times."""
-
-    def __init__(self):
-        self.pages: list[dict] = []
-        self.beats: list[float] = []
-        rec = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
-                rec.beats.append(time.monotonic())
-                self.send_response(200)
-                self.end_headers()
-
-            def do_POST(self):  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                rec.pages.append(json.loads(body))
-                self.send_response(202)
-                self.end_headers()
-
-            def log_message(self, *a):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
+class Receiver(Inbox):
+    """The demo's loopback inbox: pages (POST) and heartbeats (GET) with arrival times."""
 
     def actions_for(self, alarm: str) -> list[str]:
         """Event actions paged for one alarm, in order."""
