@@ -23,12 +23,16 @@ check: $(STAMP)
 	$(VENV)/bin/facility check-config --summary
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check facility sensors alarms hazmat tui tests benchmarks
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -p no:cacheprovider
 	NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q -p no:cacheprovider tests/test_engine.py
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -x -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check facility sensors alarms hazmat tui tests benchmarks
 
 bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -52,7 +52,7 @@ async def bench_poller(cfg, seconds):
     for job in poller.jobs.values():  # measure each cycle's start against its schedule
         orig = job.cycle
 
-        async def timed(force=False, _orig=orig, _job=job, _t0=[]):
+        async def timed(force=False, _orig=orig, _job=job, _t0=[]):  # noqa: B006 - a per-job first-run memo, on purpose
             now = time.monotonic()
             if not _t0:
                 _t0.append(now)
@@ -68,7 +68,9 @@ async def bench_poller(cfg, seconds):
 
 
 async def bench_bare(cfg, seconds):
-    from pymodbus.client import AsyncModbusTcpClient  # bench only; production code uses sensors.modbus
+    from pymodbus.client import (
+        AsyncModbusTcpClient,  # bench only; production code uses sensors.modbus
+    )
 
     clients = []
     for d in cfg.devices:

@@ -8,14 +8,12 @@ one and the same list.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from alarms.rules import (CascadePoint, CompiledRule, RulePoint, cascade_points,
-                          compile_rules)
+from alarms.rules import CascadePoint, CompiledRule, RulePoint, cascade_points, compile_rules
 from facility.config_schema import Config, Device, LimitSpec
 from facility.model import PointInfo
-from hazmat.gas import gas_points
-from hazmat.gas import is_toxic_gas
+from hazmat.gas import gas_points, is_toxic_gas
 from hazmat.licence import licence_rules
 from sensors.points import PointDef, expand_points
 

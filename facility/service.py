@@ -34,9 +34,9 @@ from facility.model import Sample, now_ms
 from facility.service_actions import ActionHandler
 from facility.service_alarms import AlarmBook, AlarmMeta, meta_of
 from facility.service_derive import Deriver, HazmatProbe
-from hazmat import ledger
 from facility.service_health import HealthProbe, ServiceLock, sd_notify
 from facility.store import Cycle, Store
+from hazmat import ledger
 
 log = logging.getLogger("facility.service")
 ENGINE_SAVE_EVERY = 10  # cycles; alarm rows are authoritative for "active" on restore

@@ -9,12 +9,12 @@ measured directly ("ZONE - REFERENCE") pass through (inverted when measured the 
 from __future__ import annotations
 
 from facility.catalogue import HAZMAT_KINDS, Catalogue
+from facility.config_schema import Config
+from facility.model import Quality, Sample, round_to
 from hazmat import ledger
 from hazmat.checks import run_checks
 from hazmat.gas import GasMonitor, detector_policies
 from hazmat.licence import stock_values
-from facility.config_schema import Config
-from facility.model import Quality, Sample, round_to
 
 
 class Deriver:

@@ -10,8 +10,8 @@ import json
 import time
 
 from facility.actions import current_login
-from facility.demo import Inbox
 from facility.config import parse_config
+from facility.demo import Inbox
 
 TEMPLATE = """
 [facility]

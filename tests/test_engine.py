@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from alarms.engine import TRANSITION_DTYPE, Engine, Rule, warm_up
+
 try:
     from tests.reference import ReferenceRule, reference_feed
 except ImportError:  # tests/ on sys.path instead of the repository root

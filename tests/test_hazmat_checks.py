@@ -10,8 +10,8 @@ from facility.config import load_config
 from facility.model import Quality, Sample
 from hazmat import ledger
 from hazmat.checks import run_checks
-from hazmat.commands import cmd_check, cmd_issue, cmd_move, cmd_receive, cmd_stock
 from hazmat.classes import HazmatError
+from hazmat.commands import cmd_check, cmd_issue, cmd_move, cmd_receive, cmd_stock
 
 CFG = load_config("config.toml")
 

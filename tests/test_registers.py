@@ -4,7 +4,8 @@ import math
 import struct
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 from pymodbus.client.mixin import ModbusClientMixin as M
 
 from facility.model import Quality

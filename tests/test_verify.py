@@ -90,8 +90,9 @@ def test_edited_manifest_named(exported, tmp_path):
 
 
 def test_forger_rewriting_sidecar_caught_by_checkpoint(exported, tmp_path):
-    from facility.verify import ROWHASH_CHARS, chain_next, chain_start
     import csv
+
+    from facility.verify import ROWHASH_CHARS, chain_next, chain_start
 
     d = _copy(exported, tmp_path)
     lines = _lines(d / "samples.csv")

@@ -12,8 +12,18 @@ from rich.text import Text
 
 from facility.config_schema import Config, Zone
 from tui.data import Snapshot
-from tui.fmt import (LEVEL_STYLE, PRIORITY_STYLE, QUALITY_LABEL, STATE_STYLE, fmt_duration,
-                     fmt_signed, fmt_value, local_time, priority_rank, short_time)
+from tui.fmt import (
+    LEVEL_STYLE,
+    PRIORITY_STYLE,
+    QUALITY_LABEL,
+    STATE_STYLE,
+    fmt_duration,
+    fmt_signed,
+    fmt_value,
+    local_time,
+    priority_rank,
+    short_time,
+)
 from tui.limits import LimitIndex, classify
 
 # point-name suffix -> role in the overview (DESIGN.md points and the zone's derived dp point)

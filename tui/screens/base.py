@@ -11,10 +11,10 @@ from textual.screen import Screen
 from textual.widgets import Footer
 
 from tui.data import Snapshot
+from tui.fmt import local_time
 from tui.views import banner_text, site_tz
 from tui.widgets.banner import StaleBanner
 from tui.widgets.topbar import TopBar
-from tui.fmt import local_time
 
 
 class DataScreen(Screen):
