@@ -45,6 +45,7 @@ class RulePoint:
     decimals: int = 3
     kind: str = "measured"
     replaces: bool = False  # a derived definition that replaces a polled point of the same id
+    record_volume_l: float | None = None  # particle channels: air volume of one record
 
 
 MODES = ("at_rest", "in_operation")
@@ -110,7 +111,8 @@ def _zone_limits(cfg: Config, point, zone: Zone | None, mode: str) -> dict[str, 
         action, source = _std_limits(zone, point.size_um, mode)
         if action is not None:
             mofn = None
-            if action * NOMINAL_RECORD_VOLUME_L / 1000.0 < 2.0:
+            volume_l = getattr(point, "record_volume_l", None) or NOMINAL_RECORD_VOLUME_L
+            if action * volume_l / 1000.0 < 2.0:
                 mofn = LOW_COUNT_M_OF_N
                 source += f"; {LOW_COUNT_SOURCE}"
             out["action_high"] = (LimitSpec(limit=action, m_of_n=mofn), source)

@@ -53,7 +53,7 @@ def _rule_point(cfg: Config, p: PointDef, dev: Device) -> RulePoint:
     base = dict(id=p.id, device=p.device, zone=dev.zone, site=dev.site, quantity=p.quantity,
                 unit=p.unit, size_um=p.size_um, limits=dict(p.limits),
                 stale_after_s=p.stale_after_s, measures=p.measures, between=p.between,
-                decimals=p.decimals, kind=p.kind)
+                decimals=p.decimals, kind=p.kind, record_volume_l=p.record_volume_l)
     toxic = dev.gas is not None and is_toxic_gas(cfg, dev.gas)
     if p.quantity == "comm":
         return RulePoint(**base | dict(

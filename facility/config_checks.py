@@ -164,6 +164,8 @@ def _check_devices(cfg: Config) -> Iterator[tuple[str, str]]:
             yield f"{p}.scan_s", f"={dev.scan_s} must be > 0 seconds"
         if dev.timeout_s <= 0:
             yield f"{p}.timeout_s", f"={dev.timeout_s} must be > 0 seconds"
+        if dev.sample_s is not None and dev.sample_s <= 0:
+            yield f"{p}.sample_s", f"={dev.sample_s} must be > 0 seconds"
         if dev.retries < 0:
             yield f"{p}.retries", "must be >= 0"
         if dev.clock not in ("utc", "local"):

@@ -111,6 +111,8 @@ class Device:
     profile: str | None = None  # built-in register map under sensors/profiles/
     description: str = ""
     location: str | None = None  # particle counters: sampling location
+    sample_s: float | None = None  # particle counters: sample time set on the instrument (s);
+    # with a 1 CFM flow it gives the record volume (low-count M-of-N default) and stale time
     clock: str = "utc"  # record-based instruments: their clock is utc | local
     gas: str | None = None  # gas detectors: gas name in the gas table
     monitor: str | None = None  # gas detectors: room | cabinet

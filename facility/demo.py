@@ -32,6 +32,7 @@ TIMELINE = [
     (22, "gas-leak", "MEC-GD-04"),
     (50, "normal", None),
 ]
+DEMO_RECORD_S = 5.0  # counters record every 5 s (not 60 s) so the story fits in a minute
 DEMO_DOOR_GRACE_S = 10.0  # the shipped 30 s would push the pressure alarm past the first minute
 
 
@@ -92,14 +93,18 @@ def demo_config(cfg: Config, inbox_url: str, db_dir: str) -> Config:
                       priorities=("critical", "high", "medium")),))
     zones = tuple(dataclasses.replace(z, door_grace_s=min(z.door_grace_s, DEMO_DOOR_GRACE_S))
                   for z in cfg.zones)
+    devices = tuple(dataclasses.replace(d, sample_s=DEMO_RECORD_S)
+                    if d.profile == "particle-counter" else d for d in cfg.devices)
     storage = dataclasses.replace(cfg.storage, path=os.path.join(db_dir, "facility.db"))
-    return dataclasses.replace(cfg, operators=ops, paging=paging, zones=zones, storage=storage)
+    return dataclasses.replace(cfg, operators=ops, paging=paging, zones=zones, storage=storage,
+                               devices=devices)
 
 
 class Stack:
     """Simulator and service on their own event loop in a background thread."""
 
-    def __init__(self, cfg: Config, *, simulate: bool = True, timeline=None, record_s: float = 5.0):
+    def __init__(self, cfg: Config, *, simulate: bool = True, timeline=None,
+                 record_s: float = DEMO_RECORD_S):
         self.cfg = cfg
         self.simulate = simulate
         self.timeline = timeline

@@ -50,6 +50,9 @@ COUNTER_STATUS: dict[str, tuple[str, str, int]] = {
 }
 
 
+CFM_L_PER_MIN = 28.3168  # 1 ft3/min (reference/standards.md section 1)
+
+
 def size_tag(size_um: float) -> str:
     """0.3 -> "0_3um", 5.0 -> "5_0um" (the channel part of a point name)."""
     return f"{size_um:.1f}".replace(".", "_") + "um"
@@ -80,6 +83,7 @@ class PointDef:
     kind: str = "measured"  # measured | health | status | derived
     stale_after_s: float | None = None
     limits: dict[str, LimitSpec] = field(default_factory=dict)
+    record_volume_l: float | None = None  # particle channels: air volume of one record
 
     @property
     def polled(self) -> bool:
@@ -101,13 +105,16 @@ def _from_point(dev: Device, pt: Point, kind: str) -> PointDef:
 def counter_point_defs(dev: Device) -> list[PointDef]:
     """Channel, status and event points of a record-based particle counter."""
     cmap = load_profile(dev.profile).counter
-    stale = 3 * cmap.record_interval_s  # refined at run time from 40031/40033 by the counter
+    interval = dev.sample_s or cmap.record_interval_s  # the counter refines it from 40031/40033
+    stale = 3 * interval
+    volume_l = CFM_L_PER_MIN * interval / 60.0  # nominal 1 CFM for the low-count M-of-N default
     out = []
     for ch in cmap.channels:
         tag = size_tag(ch.size_um)
         out.append(PointDef(id=f"{dev.id}.pc_{tag}", device=dev.id, name=f"pc_{tag}", table="input",
                             address=ch.address, type="uint32", decimals=1, unit="count/m3",
-                            quantity="particle_conc", size_um=ch.size_um, stale_after_s=stale))
+                            quantity="particle_conc", size_um=ch.size_um, stale_after_s=stale,
+                            record_volume_l=volume_l))
         out.append(PointDef(id=f"{dev.id}.count_{tag}", device=dev.id, name=f"count_{tag}",
                             table="input", address=ch.address, type="uint32", decimals=0,
                             unit="count", quantity="particle_count", size_um=ch.size_um,

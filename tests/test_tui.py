@@ -44,12 +44,20 @@ class Clock:
         return self.ms
 
 
-async def wait_until(pilot, cond, timeout: float = 5.0) -> None:
+async def wait_until(pilot, cond, timeout: float = 15.0) -> None:
+    """Poll ``cond`` (a screen switch may still be under way: errors count as not yet)."""
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
-    while not cond():
+    while True:
+        try:
+            if cond():
+                return
+        except Exception as exc:  # noqa: BLE001 - retried until the time-out, then shown
+            last = exc
+        else:
+            last = None
         if loop.time() > end:
-            raise AssertionError("condition not reached in time")
+            raise AssertionError(f"condition not reached in time (last error: {last!r})")
         await pilot.pause(0.02)
 
 
@@ -247,8 +255,7 @@ async def test_service_not_running_is_reported(cfg, db):
     async with app.run_test(size=(100, 30)) as pilot:
         await started(app, pilot)
         await pilot.press("2")
-        table = app.screen.query_one("#alarm-list", LiveTable)
-        await wait_until(pilot, lambda: table.row_count > 0)
+        await wait_until(pilot, lambda: app.screen.query_one("#alarm-list", LiveTable).row_count)
         await pilot.press("a")
         await wait_until(pilot, lambda: isinstance(app.screen, ActionModal))
         modal = app.screen
