@@ -83,6 +83,14 @@ class Service:
                 "stale_after_s (DESIGN.md \"Stale\")", self.cfg.alarms.priorities.get("stale", "low"),
                 False, "stale", None, dev)
         self.metas = metas
+        self._zones = {z.id: z for z in self.cfg.zones}
+        self._comm_alarms = [aid for aid, m in metas.items() if m.kind == "comm"]
+        self._mode_rules = [r for r in self.cat.rules if r.mode is not None and r.zone]
+        level = {(r.point, r.side, r.mode, r.limit_name.split("_")[0]): r.alarm_id
+                 for r in self.cat.rules}
+        self._alert_action = [(aid, level[(p, side, mode, "action")])
+                              for (p, side, mode, lvl), aid in level.items()
+                              if lvl == "alert" and (p, side, mode, "action") in level]
 
     def _zone_of(self, pid: str) -> str | None:
         return next((p.zone for p in self.cat.points if p.id == pid), None)
@@ -254,10 +262,8 @@ class Service:
 
     def _mode_suppression(self, now: int) -> None:
         rec = self.cfg.alarms.recovery_s
-        for r in self.cat.rules:
-            if r.mode is None or r.zone is None:
-                continue
-            zone = next(z for z in self.cfg.zones if z.id == r.zone)
+        for r in self._mode_rules:
+            zone = self._zones[r.zone]
             mode, since = self.modes.get(r.zone, (zone.occupancy, None))
             want = mode_suppressed(r.mode, mode, at_rest_since_ms=since if mode == "at_rest" else None,
                                    now_ms=now, recovery_s=zone.recovery_s or rec)
@@ -266,19 +272,12 @@ class Service:
     def _design_suppression(self, now: int) -> None:
         """While a side's action alarm is active its alert alarm is DSUPR (one excursion,
         one alarm to handle, whose priority rises on action)."""
-        by_key = {(r.point, r.side, r.mode, r.limit_name.split("_")[0]): r.alarm_id
-                  for r in self.cat.rules}
-        for (point, side, mode, level), aid in by_key.items():
-            if level != "alert":
-                continue
-            action = by_key.get((point, side, mode, "action"))
-            if action is None:
-                continue
-            self._set_suppressed(aid, self.book.states[action].active, "design", now)
+        for alert, action in self._alert_action:
+            self._set_suppressed(alert, self.book.states[action].active, "design", now)
 
     def _stale(self, now: int) -> None:
-        comm = {m.device for aid, m in self.book.metas.items()
-                if m.kind == "comm" and self.book.states[aid].active}
+        comm = {self.book.metas[aid].device for aid in self._comm_alarms
+                if self.book.states[aid].active}
         for pid, after_s in self.stale_points.items():
             aid = f"{pid}:stale"
             st = self.book.states[aid]
