@@ -46,6 +46,7 @@ class RulePoint:
     kind: str = "measured"
     replaces: bool = False  # a derived definition that replaces a polled point of the same id
     record_volume_l: float | None = None  # particle channels: air volume of one record
+    door: bool = False  # cascade points: a door contact between the rooms (door_grace_s)
 
 
 MODES = ("at_rest", "in_operation")
@@ -210,8 +211,11 @@ def compile_rules(cfg: Config, points: Iterable) -> tuple[list[CompiledRule], li
                     zone=point.zone, site=site, kind=alarm_kind,
                 ))
         if not any_limit and point.quantity in LIMITED_QUANTITIES:
-            warnings.append(f"{point.id}: no applicable limit (quantity {point.quantity!r});"
-                            " add [devices.points.limits] or alarms.defaults")
+            why = (f"the zone's standard gives none at {point.size_um:g} um (an ISO 14644-1:2015"
+                   " blank cell, or a size Annex 1 does not list)"
+                   if point.quantity == "particle_conc" else f"none for quantity {point.quantity!r}")
+            warnings.append(f"{point.id}: no applicable limit: {why}; recorded, not alarmed;"
+                            " add [devices.points.limits] or alarms.defaults to alarm on it")
     return rules, problems, warnings
 
 
@@ -246,18 +250,6 @@ class CascadePoint:
     minus: str | None
     invert: bool
     door: bool  # a door contact between the two zones exists: door_grace_s applies
-    quantity: str = "pressure_diff_zone"
-    unit: str = "Pa"
-    size_um: float | None = None
-    limits: dict | None = None  # explicit limits come from the zone, not the point
-    stale_after_s: float | None = None
-    measures: str | None = None
-    between: str | None = None
-
-    @property
-    def device(self) -> str:
-        """Derived points belong to their zone."""
-        return self.zone
 
 
 def cascade_points(cfg: Config, points: Iterable) -> tuple[list[CascadePoint], list[str]]:
@@ -277,8 +269,7 @@ def cascade_points(cfg: Config, points: Iterable) -> tuple[list[CascadePoint], l
             continue
         ref = z.reference
         door = frozenset((z.id, ref)) in doors
-        common = dict(id=f"{z.id}.dp_cascade", zone=z.id, reference=ref, door=door,
-                      stale_after_s=None, limits={})
+        common = dict(id=f"{z.id}.dp_cascade", zone=z.id, reference=ref, door=door)
         if (z.id, ref) in by_pair:
             out.append(CascadePoint(plus=by_pair[(z.id, ref)], minus=None, invert=False, **common))
         elif (ref, z.id) in by_pair:
@@ -292,11 +283,3 @@ def cascade_points(cfg: Config, points: Iterable) -> tuple[list[CascadePoint], l
                 continue
             out.append(CascadePoint(plus=match[0], minus=match[1], invert=False, **common))
     return out, problems
-
-
-def compile_problems(cfg: Config, points: Iterable) -> tuple[list[str], list[str]]:
-    """Problems and warnings of limit compilation, for ``facility check-config``."""
-    pts = list(points)
-    cascades, problems = cascade_points(cfg, pts)
-    _, errs, warns = compile_rules(cfg, [*pts, *cascades])
-    return problems + errs, warns

@@ -110,7 +110,8 @@ def build_catalogue(cfg: Config, *, cycle_s: float = 1.0) -> Catalogue:
     points = [_rule_point(cfg, p, devices[p.device]) for p in polled]
     cascades, problems = cascade_points(cfg, points)
     derived = [RulePoint(id=c.id, device=c.zone, zone=c.zone, site=zones[c.zone].site,
-                         quantity=c.quantity, unit="Pa", decimals=1, kind="derived",
+                         quantity="pressure_diff_zone", unit="Pa", decimals=1, kind="derived",
+                         door=c.door,
                          stale_after_s=max((p.stale_after_s or 0) for p in points
                                            if p.id in (c.plus, c.minus)) or None,
                          between=f"{c.zone} - {c.reference}" if c.door else None)
@@ -120,9 +121,7 @@ def build_catalogue(cfg: Config, *, cycle_s: float = 1.0) -> Catalogue:
     replaced = {g.id for g in gas if getattr(g, "replaces", False)}
     points = [p for p in points if p.id not in replaced]
     every = points + derived + list(gas) + hazmat_points(cfg) + system_points(cfg, cycle_s)
-    door_of = {c.id: c.door for c in cascades}
-    rule_input = [_DoorAware(p, door_of.get(p.id, False)) for p in every]
-    rules, errs, warns = compile_rules(cfg, rule_input)
+    rules, errs, warns = compile_rules(cfg, every)
     infos = [PointInfo(id=p.id, device=p.device, site=p.site or "", zone=p.zone,
                        quantity=p.quantity, unit=p.unit, decimals=p.decimals,
                        gmp=bool(p.zone and zones.get(p.zone) and zones[p.zone].gmp_grade),
@@ -130,17 +129,6 @@ def build_catalogue(cfg: Config, *, cycle_s: float = 1.0) -> Catalogue:
     with_bits = {p.device for p in points if p.quantity == "gas_alarm"}
     warns = [w for w in warns if not (w.split(".")[0] in with_bits and ".conc:" in w)]
     return Catalogue(every, polled, cascades, rules, infos, problems + errs, warns)
-
-
-class _DoorAware:
-    """A point proxy that also says whether a door contact guards its cascade."""
-
-    def __init__(self, point: RulePoint, door: bool):
-        self._p = point
-        self.door = door
-
-    def __getattr__(self, name):
-        return getattr(self._p, name)
 
 
 def hazmat_points(cfg: Config) -> list[RulePoint]:

@@ -80,15 +80,6 @@ def load(config_path: str):
         raise CliError(exc.problems, 2) from None
 
 
-def register(module_name: str) -> None:
-    """Import a command module so its commands attach to ``cli``."""
-    __import__(module_name)
-
-
-COMMAND_MODULES = ("facility.cli_config", "facility.cli_service", "facility.cli_actions",
-                   "facility.cli_data", "facility.cli_hazmat")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point."""
     try:
@@ -97,12 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
 
 
-for _name in COMMAND_MODULES:
-    try:
-        register(_name)
-    except ModuleNotFoundError as _exc:
-        if _exc.name != _name:
-            raise
+# The commands attach themselves to ``cli`` when their modules are imported (they import
+# ``cli`` from here, so this comes last).
+from facility import cli_actions, cli_config, cli_data, cli_hazmat, cli_service  # noqa: E402,F401
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -38,7 +38,7 @@ def _range(frm: str, to: str, tz: str) -> tuple[int, int]:
         raise CliError(f"--from/--to: {exc}", USAGE) from None
 
 
-def _key_from_env(cfg, required: bool = False) -> bytes | None:
+def _audit_key(cfg, required: bool = False) -> bytes | None:
     """The audit key where the service keeps it (env var, else audit.key beside the db)."""
     from facility.keys import audit_key
     from facility.store_errors import AuditKeyError
@@ -73,7 +73,7 @@ def export_cmd(config_path, frm, to, out, site, zone):
 
     cfg = load(config_path)
     lo, hi = _range(frm, to, _tz(cfg, site, zone))
-    key = _key_from_env(cfg)
+    key = _audit_key(cfg)
     with _open_ro(cfg) as store:
         req = ExportRequest(lo, hi, out, site=site, zone=zone, key=key)
         if sys.stderr.isatty():
@@ -147,7 +147,7 @@ def archive_cmd(config_path, before, out):
     cfg = load(config_path)
     if not os.path.exists(cfg.db_path):
         raise CliError(f"{cfg.db_path}: database does not exist; start the service first", RUNTIME)
-    key = _key_from_env(cfg)
+    key = _audit_key(cfg)
     done = archive(cfg, cfg.db_path, before, out, key=key,
                    log=lambda m: click.echo(m, err=True))
     for a in done:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from contextlib import closing
 
 import click
 
@@ -54,14 +55,12 @@ def _write(cfg, fn, **kwargs) -> None:
     from hazmat.classes import HazmatError
 
     actor = _actor(cfg)
-    conn = _connect(cfg, write=True)
-    try:
+    with closing(_connect(cfg, write=True)) as conn:
         version = conn.execute("SELECT max(id) FROM config_versions").fetchone()[0]
-        lines = fn(cfg, conn, actor, key=audit_key(cfg), config_version=version, **kwargs)
-    except HazmatError as exc:
-        raise CliError(f"refused: {exc}", 2) from None
-    finally:
-        conn.close()
+        try:
+            lines = fn(cfg, conn, actor, key=audit_key(cfg), config_version=version, **kwargs)
+        except HazmatError as exc:
+            raise CliError(f"refused: {exc}", 2) from None
     for line in lines:
         click.echo(line, err=line.startswith("warning:"))
 
@@ -78,12 +77,10 @@ def stock(config_path):
     from hazmat.commands import cmd_stock
 
     cfg = load(config_path)
-    conn = _connect(cfg, write=False)
-    try:
-        for line in cmd_stock(cfg, conn):
-            click.echo(line)
-    finally:
-        conn.close()
+    with closing(_connect(cfg, write=False)) as conn:
+        lines = cmd_stock(cfg, conn)
+    for line in lines:
+        click.echo(line)
 
 
 @hazmat.command("receive")
@@ -140,11 +137,8 @@ def check(config_path):
     from hazmat.commands import cmd_check
 
     cfg = load(config_path)
-    conn = _connect(cfg, write=False)
-    try:
+    with closing(_connect(cfg, write=False)) as conn:
         lines, code = cmd_check(cfg, conn)
-    finally:
-        conn.close()
     for line in lines:
         click.echo(line)
     if code:

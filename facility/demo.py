@@ -222,7 +222,7 @@ def _headless(cfg: Config, inbox: Inbox, seconds: float) -> None:
         pass
 
 
-def run_with_tui(cfg: Config, service_unused=None) -> None:
+def run_with_tui(cfg: Config) -> None:
     """``facility run`` without --headless: the service in the background, the TUI in front."""
     from tui.app import make_app
 

@@ -209,7 +209,8 @@ class Service:
         """One poll -> engine -> lifecycle -> store -> paging cycle."""
         now = now_ms()
         batch, self._queue = self._queue, []
-        stock = await self._in_writer(self.hazmat.samples, self.store.conn, now)
+        stock = (await self._in_writer(self.hazmat.samples, self.store.conn, now)
+                 if self.hazmat.due(now) else [])
         samples = (batch + self.deriver.derive(batch) + self.health.samples(now, lag_s, self.poller)
                    + stock)
         self._evaluate(samples, now)

@@ -136,13 +136,10 @@ class AlarmBook:
         self.states[aid] = new
         m = self.metas[aid]
         row = state_to_row(new, m, self.config_version, now_ms)
-        row["detected_ms"] = now_ms if event is Event.RAISE else None
-        if event is Event.ACK and actor is not None:
+        if event is Event.RAISE:  # a new occurrence: detected now, nobody has acknowledged it
+            row.update(detected_ms=now_ms, ack_by=None, ack_reason=None, ack_ms=None)
+        elif event is Event.ACK and actor is not None:
             row.update(ack_by=actor.login, ack_reason=reason, ack_ms=now_ms)
-        if event is Event.RAISE:
-            row.update(ack_by=None, ack_reason=None, ack_ms=None)
-        else:
-            row.pop("detected_ms")
         prev = self.pending.alarms.get(aid, {})
         self.pending.alarms[aid] = {**prev, **row}
         self.pending.events.append({

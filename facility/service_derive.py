@@ -83,10 +83,12 @@ class HazmatProbe:
         self.next_ms = 0
         self.site_of = {s.id: s.site for s in cfg.hazmat.stores}
 
+    def due(self, now: int) -> bool:
+        """Whether a check is due (asked on the event loop, to skip the writer-thread hop)."""
+        return bool(self.cfg.hazmat.stores) and now >= self.next_ms
+
     def samples(self, conn, now: int) -> list[Sample]:
-        """Samples of ``<store>.stock_<class>`` and ``<site>.hazmat_<kind>`` when due."""
-        if now < self.next_ms or not self.cfg.hazmat.stores:
-            return []
+        """Samples of ``<store>.stock_<class>`` and ``<site>.hazmat_<kind>``."""
         self.next_ms = now + self.every_ms
         containers = ledger.stock(conn)
         rows = [r for r in ledger.stock_rows(containers)]
