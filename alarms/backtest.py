@@ -21,7 +21,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from alarms.engine import Engine, Rule
-from facility.model import LIMIT_NAMES, Quality, iso_ms
+from facility.domain.model import LIMIT_NAMES, Quality, iso_ms
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class SampleArrays:
     point: np.ndarray  # int64
     ts: np.ndarray  # float64 Unix seconds
     value: np.ndarray  # float64, NaN where the CSV had no number
-    quality: np.ndarray  # int8 facility.model.Quality codes
+    quality: np.ndarray  # int8 facility.domain.model.Quality codes
     good: np.ndarray  # bool: quality good and value finite
     row: np.ndarray  # int64 line number in the CSV (1-based)
 

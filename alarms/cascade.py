@@ -32,7 +32,7 @@ def _input(name: str, ts, value, quality):
 class Cascade:
     """One derived pressure difference ``a - b``, carrying state between batches.
 
-    Qualities are ``facility.model.Quality`` codes as int8 (0 good, 1 bad, 2 comm,
+    Qualities are ``facility.domain.model.Quality`` codes as int8 (0 good, 1 bad, 2 comm,
     3 stale). When the other input has no good sample within ``max_skew_s`` the derived
     sample has no value (NaN) and the other's quality, or STALE if its last sample was
     good but too old.

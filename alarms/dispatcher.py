@@ -20,8 +20,8 @@ from collections.abc import Callable, Mapping
 
 from alarms import outbox
 from alarms.paging_channels import Delivery, deliver
-from facility.config_schema import PagingCfg
-from facility.model import now_ms as _wall_ms
+from facility.config.schema import PagingCfg
+from facility.domain.model import now_ms as _wall_ms
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import enum
 from dataclasses import dataclass, field, replace
 from typing import Final, Literal
 
-from facility.config_schema import AlarmsCfg, Operator
+from facility.config.schema import AlarmsCfg, Operator
 
 
 class State(enum.Enum):

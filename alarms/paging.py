@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 
 from alarms import outbox
 from alarms.lifecycle import AlarmState, Effect, State
-from facility.config_schema import PagingCfg, Route
-from facility.model import iso_ms
+from facility.config.schema import PagingCfg, Route
+from facility.domain.model import iso_ms
 
 SEVERITY = {"critical": "critical", "high": "error", "medium": "warning", "low": "info"}
 PRIORITY_ORDER = ("critical", "high", "medium", "low")

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
 
-from facility.config_schema import Channel, PagingCfg
+from facility.config.schema import Channel, PagingCfg
 
 PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
 PD_SEVERITIES = ("critical", "error", "warning", "info")

@@ -15,9 +15,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from alarms.standards import annex1_limit, iso14644_limit
-from facility.config_checks import check_order, parse_pair
-from facility.config_schema import Config, LimitSpec, Zone
-from facility.model import LIMIT_NAMES, limit_side
+from facility.config.checks import check_order, parse_pair
+from facility.config.schema import Config, LimitSpec, Zone
+from facility.domain.model import LIMIT_NAMES, limit_side
 
 
 @dataclass(frozen=True)

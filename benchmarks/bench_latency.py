@@ -41,11 +41,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from facility.actions import ActionRefused, ServiceNotRunning, request  # noqa: E402
 from facility.config import parse_config  # noqa: E402
-from facility.demo import Inbox  # noqa: E402
+from facility.launch import Inbox  # noqa: E402
+from facility.service.socket import ActionRefused, ServiceNotRunning, request  # noqa: E402
 from sensors.simulator import Simulator  # noqa: E402
-from tests.service_fixture import config_text  # noqa: E402
+from tests.fixtures.service import config_text  # noqa: E402
 
 CASCADE = "Z1.dp_cascade:action_low"
 SCAN_S = 0.5  # DP-1's scan_s in tests/service_fixture.py

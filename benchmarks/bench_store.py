@@ -20,9 +20,9 @@ import tempfile
 import time
 from datetime import datetime, timezone
 
-from facility.model import PointInfo, Quality, Sample
+from facility.domain.model import PointInfo, Quality, Sample
 from facility.store import Cycle, Store
-from facility.store_partitions import day_of, partition_path
+from facility.store.partitions import day_of, partition_path
 
 T0 = int(datetime(2025, 3, 1, 6, 0, tzinfo=timezone.utc).timestamp() * 1000)
 

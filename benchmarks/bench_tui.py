@@ -23,7 +23,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir))
 
 from facility.config import load_config  # noqa: E402
-from facility.model import PointInfo, Sample  # noqa: E402
+from facility.domain.model import PointInfo, Sample  # noqa: E402
 from facility.store import Cycle, Store  # noqa: E402
 
 CONFIG = os.path.join(os.path.dirname(__file__), os.pardir, "config.toml")
@@ -31,7 +31,7 @@ CONFIG = os.path.join(os.path.dirname(__file__), os.pardir, "config.toml")
 
 def make_points(cfg, n: int) -> list[PointInfo]:
     """The configured points, topped up with synthetic ones spread over the zones."""
-    from tui.sample_db import all_infos
+    from tests.fixtures.sample_db import all_infos
 
     infos = all_infos(cfg)
     zones = [z for z in cfg.zones]

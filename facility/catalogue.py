@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from alarms.rules import CascadePoint, CompiledRule, RulePoint, cascade_points, compile_rules
-from facility.config_schema import Config, Device, LimitSpec
-from facility.model import PointInfo
+from facility.config.schema import Config, Device, LimitSpec
+from facility.domain.model import PointInfo
 from hazmat.gas import gas_points, is_toxic_gas
 from hazmat.licence import licence_rules
 from sensors.points import PointDef, expand_points

@@ -14,8 +14,8 @@ import sqlite3
 from collections import defaultdict
 from typing import Any, Mapping
 
-from facility.config_schema import Config, Device
-from facility.model import Quality
+from facility.config.schema import Config, Device
+from facility.domain.model import Quality
 from hazmat import ledger
 from hazmat.classes import HazmatError
 from hazmat.findings import Finding, sort_key

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from facility.domain.errors import UsageError
+
 FSD_CLASSES: dict[str, str] = {
     "1": "explosives (licensed by the Commissioner of Mines, not the FSD)",
     "2.1": "flammable gas",
@@ -50,7 +52,7 @@ UNITS: dict[str, str] = {
 """Stock units: class 2 is counted in cylinder water capacity (§4 exempt table)."""
 
 
-class HazmatError(Exception):
+class HazmatError(UsageError):
     """A refused hazmat request; the message names the value, the problem and the fix."""
 
 

@@ -13,7 +13,7 @@ import sqlite3
 from collections import defaultdict
 from typing import Any, Mapping
 
-from facility.config_schema import Config
+from facility.config.schema import Config
 from hazmat import ledger
 from hazmat.checks import run_checks, segregation_findings
 from hazmat.classes import HazmatError

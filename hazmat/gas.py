@@ -31,8 +31,8 @@ from alarms.exposure import STEL_WINDOW_S, TWA_WINDOW_S, ExposureTracker
 from alarms.rules import RulePoint
 from alarms.standards import default_setpoints
 from alarms.standards import gas as gas_entry
-from facility.config_schema import Config, Device, LimitSpec
-from facility.model import Quality, Sample
+from facility.config.schema import Config, Device, LimitSpec
+from facility.domain.model import Quality, Sample
 from hazmat.classes import all_classes
 
 BIT = 0.5

@@ -19,9 +19,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
-from facility import audit
-from facility.config_schema import HazmatCfg
-from facility.model import now_ms
+from facility.config.schema import HazmatCfg
+from facility.domain.model import now_ms
+from facility.store import audit
 from hazmat.classes import HazmatError
 
 NAMESPACE = "hazmat"
@@ -105,7 +105,7 @@ def ensure_schema(conn: sqlite3.Connection) -> list[int]:
     The service uses ``Store.add_migrations(NAMESPACE, LEDGER_MIGRATIONS)`` instead; this is
     for tools and tests that hold only a connection. Idempotent.
     """
-    from facility.store_schema import apply_migrations
+    from facility.store.schema import apply_migrations
 
     conn.execute(audit.AUDIT_DDL)
     return apply_migrations(conn, NAMESPACE, LEDGER_MIGRATIONS)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Iterable
 
-from facility.config_schema import HazmatCfg, Store
+from facility.config.schema import HazmatCfg, Store
 from hazmat.classes import HazmatError, class_matches
 from hazmat.exempt import aggregate, strictest_premises
 from hazmat.findings import Finding

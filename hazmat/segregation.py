@@ -138,7 +138,7 @@ def check_compartment(substances: Iterable) -> list[SegregationFinding]:
     """Every pair of distinct substances stored together that needs separation.
 
     ``substances`` holds objects with ``id``, ``dg_class`` and ``subsidiary`` (the config's
-    :class:`~facility.config_schema.Substance`). Each pair is reported once, with the
+    :class:`~facility.config.schema.Substance`). Each pair is reported once, with the
     strictest code over all their classes.
     """
     unique = list({s.id: s for s in substances}.values())

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
-from facility.config_schema import Device
-from facility.model import Quality, Sample, iso_ms, round_to
+from facility.config.schema import Device
+from facility.domain.model import Quality, Sample, iso_ms, round_to
 from sensors.modbus import CounterClient
 from sensors.points import size_tag
 

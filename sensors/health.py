@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 
-from facility.model import Quality, Sample
+from facility.domain.model import Quality, Sample
 from sensors.modbus import COMM_KINDS, FAILURE_KINDS
 
 log = logging.getLogger("sensors.poller")

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException
 
-from facility.config_schema import Device
+from facility.config.schema import Device
 from sensors.profiles import CounterMap, load_profile
 
 log = logging.getLogger(__name__)

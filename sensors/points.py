@@ -15,8 +15,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from facility.config_schema import Config, Device, LimitSpec, Point
-from facility.model import PointInfo
+from facility.config.schema import Config, Device, LimitSpec, Point
+from facility.domain.model import PointInfo
 from sensors.profiles import ProfileError, load_profile
 from sensors.registers import derive_decimals
 

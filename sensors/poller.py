@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterable
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from facility.config_schema import Config, Device
-from facility.model import Quality, Sample, iso_ms, now_ms
+from facility.config.schema import Config, Device
+from facility.domain.model import Quality, Sample, iso_ms, now_ms
 from sensors.counter import Counter
 from sensors.health import DeviceHealth
 from sensors.modbus import COMM_KINDS, ConnectionPool, CounterClient, ReadFailure, UnitClient

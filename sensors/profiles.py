@@ -1,9 +1,9 @@
 """Built-in device profiles: register maps as TOML data under ``sensors/profiles/``.
 
 A profile is data, not code (STYLE.md "Declarative device maps"): each ``[[points]]`` entry
-is a ``facility.config_schema.Point`` plus a ``kind``; legality of type/table/count
+is a ``facility.config.schema.Point`` plus a ``kind``; legality of type/table/count
 combinations comes from the same table the config check uses
-(``facility.config_checks.REGISTERS``). Record-based particle counters add a register
+(``facility.config.checks.REGISTERS``). Record-based particle counters add a register
 map written with the manual's 1-based register NUMBERS, converted here to protocol
 ADDRESSES by :func:`protocol_address`.
 """
@@ -16,8 +16,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from facility.config_checks import ORDERS, REGISTERS, TABLES
-from facility.config_schema import Point
+from facility.config.checks import ORDERS, REGISTERS, TABLES
+from facility.config.schema import Point
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
 POINT_KINDS = ("measured", "status", "health", "derived")

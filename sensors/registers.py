@@ -14,8 +14,8 @@ import math
 import struct
 from collections.abc import Sequence
 
-from facility.config_checks import ORDERS, REGISTERS
-from facility.model import Quality, round_to
+from facility.config.checks import ORDERS, REGISTERS
+from facility.domain.model import Quality, round_to
 
 __all__ = ["ORDERS", "REGISTERS", "DecodeError", "register_count", "derive_decimals",
            "words_to_bytes", "bytes_to_words", "raw_int", "decode", "encode", "decode_value"]

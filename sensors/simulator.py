@@ -30,7 +30,7 @@ from pymodbus.exceptions import NoSuchIdException
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from facility.config_schema import Config, Device
+from facility.config.schema import Config, Device
 from sensors.points import PointDef, device_points
 from sensors.profiles import load_profile
 from sensors.registers import encode

@@ -12,7 +12,7 @@ import random
 from collections import deque
 from dataclasses import dataclass
 
-from facility.config_schema import Config, Device, Zone
+from facility.config.schema import Config, Device, Zone
 from sensors.counter import CUBIC_FOOT_L
 
 # Annex 1 Table 5 grades as the nearest ISO 14644-1 class (0.5 um): in operation / at rest.

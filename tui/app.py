@@ -17,8 +17,8 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.reactive import reactive
 
-from facility.actions import current_login
-from facility.config_schema import Config
+from facility.config.schema import Config
+from facility.service.socket import current_login
 from tui.data import DbReader, ReadRequest, Snapshot
 from tui.limits import LimitIndex, compile_limits
 from tui.screens.action_modal import ActionModal, ActionOutcome

@@ -1,6 +1,6 @@
 """Read-only access to the facility database for the TUI (DESIGN.md "Storage").
 
-The TUI is a reader: it opens the database with ``facility.store.Store(readonly=True)``
+The TUI is a reader: it opens the database with ``facility.store.database.Store(readonly=True)``
 (a ``file:...?mode=ro`` URI), keeps each read in one short transaction so WAL checkpoints
 are never starved, and never writes. :class:`DbReader` runs in a worker thread and returns
 an immutable-by-convention :class:`Snapshot`; the app hands snapshots to the screens.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from facility.config_schema import Config, Device
+from facility.config.schema import Config, Device
 from tui.data import Snapshot
 from tui.fmt import LEVEL_STYLE, QUALITY_LABEL, fmt_value
 from tui.limits import LimitIndex

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from facility.config_schema import Config
-from facility.model import LIMIT_NAMES
+from facility.config.schema import Config
+from facility.domain.model import LIMIT_NAMES
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from rich.text import Text
 
-from facility.config_schema import Config, Zone
+from facility.config.schema import Config, Zone
 from tui.data import Snapshot
 from tui.fmt import (
     LEVEL_STYLE,

@@ -1,6 +1,6 @@
 """The operator action dialog: who you are, a mandatory reason, then the service's answer.
 
-The request goes to the service over its Unix socket (``facility.actions.request``) in a
+The request goes to the service over its Unix socket (``facility.service.socket.request``) in a
 worker thread; the service identifies the operator from the socket's peer credentials, so
 the login shown here is for the operator's information, never sent as a claim. A refusal
 (unknown login, missing role, superseded occurrence) is shown in the dialog.
@@ -19,7 +19,7 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
-from facility.actions import ActionRefused, ServiceNotRunning, request
+from facility.service.socket import ActionRefused, ServiceNotRunning, request
 from tui.fmt import parse_duration
 
 TITLES = {"ack": "Acknowledge", "reset": "Reset", "shelve": "Shelve", "unshelve": "Unshelve",

@@ -1,0 +1,205 @@
+"""Operator actions (ack, shelve, mode ...), ``facility alarms`` and ``facility audit verify``.
+
+Actions go to the running service over its Unix socket; the operator is the OS login.
+Readers open the database read-only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import click
+
+from facility.cli.errors import CHECK_FAILED, RUNTIME, CliError, Exit
+from facility.cli.group import cli, config_option, load
+from facility.domain.model import iso_ms
+
+REASON = click.option("--reason", required=True, help="why (required: EU GMP Annex 11 9)")
+
+
+def open_reader(cfg):
+    """The database, read-only; exit 3 with one line when it does not exist yet."""
+    from facility.store import Store
+
+    if not os.path.exists(cfg.db_path):
+        raise CliError(f"database {cfg.db_path} does not exist yet; start the service with"
+                       " `facility run`", RUNTIME)
+    return Store(cfg.db_path, readonly=True)
+
+
+def parse_duration(text: str) -> float:
+    """"90s", "30m", "2h", "1h30m" or plain seconds -> seconds."""
+    text = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)([smhd])", text)
+    if not parts or "".join(a + b for a, b in parts) != text:
+        raise CliError(f"--for {text!r} is not a duration; write e.g. 30m, 2h, 90s", 2)
+    return sum(float(n) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[u] for n, u in parts)
+
+
+def _send(cfg, payload: dict) -> None:
+    from facility.service.socket import ActionRefused, ServiceNotRunning, request
+
+    try:
+        reply = request(cfg.db_path, payload)
+    except ServiceNotRunning as exc:
+        raise CliError(str(exc), RUNTIME) from None
+    except ActionRefused as exc:
+        raise CliError(f"refused: {exc}", 2) from None
+    click.echo(f"{reply.get('message')} (by {reply.get('operator')})")
+
+
+def _alarm_payload(cfg, action: str, alarm: str, reason: str, **extra) -> dict:
+    """Name the occurrence the action acts on (``ALARM#n``, or the current one)."""
+    occurrence = None
+    if "#" in alarm:
+        alarm, _, occ = alarm.rpartition("#")
+        if not occ.isdigit():
+            raise CliError(f"{alarm}#{occ}: the occurrence after # must be a number", 2)
+        occurrence = int(occ)
+    else:
+        with open_reader(cfg) as store:
+            row = next((r for r in store.alarms() if r["id"] == alarm), None)
+        if row is None:
+            raise CliError(f"unknown alarm {alarm!r}; list them with `facility alarms`", 2)
+        occurrence = row["occurrence"]
+    return {"action": action, "alarm": alarm, "occurrence": occurrence, "reason": reason, **extra}
+
+
+def _alarm_command(action: str, doc: str):
+    @cli.command(action, help=doc)
+    @click.argument("alarm")
+    @REASON
+    @config_option
+    def command(alarm, reason, config_path):
+        cfg = load(config_path)
+        _send(cfg, _alarm_payload(cfg, action, alarm, reason))
+
+    return command
+
+
+for _action, _doc in (
+    ("ack", "Acknowledge ALARM (id, or id#occurrence)."),
+    ("reset", "Reset a latched ALARM after it returned to normal and was acknowledged."),
+    ("comment", "Add a comment to ALARM's current occurrence."),
+    ("unshelve", "Unshelve ALARM: it shows its true state again."),
+    ("suppress", "Suppress ALARM by operator action (role engineer)."),
+    ("unsuppress", "Remove an operator suppression from ALARM."),
+):
+    _alarm_command(_action, _doc)
+
+
+@cli.command("shelve")
+@click.argument("alarm")
+@click.option("--for", "duration", required=True, help="how long, e.g. 30m, 2h (mandatory)")
+@REASON
+@config_option
+def shelve(alarm, duration, reason, config_path):
+    """Shelve ALARM for a limited time (critical alarms: role shelve_critical, <= 1 h)."""
+    cfg = load(config_path)
+    _send(cfg, _alarm_payload(cfg, "shelve", alarm, reason, duration_s=parse_duration(duration)))
+
+
+def _device_command(action: str, doc: str):
+    @cli.command(action, help=doc)
+    @click.argument("device")
+    @REASON
+    @config_option
+    def command(device, reason, config_path):
+        cfg = load(config_path)
+        _send(cfg, {"action": action, "device": device, "reason": reason})
+
+    return command
+
+
+_device_command("oos", "Take DEVICE out of service (maintenance): its alarms become OOSRV.")
+_device_command("return", "Return DEVICE to service: its alarms show their true state.")
+
+
+@cli.command("mode")
+@click.argument("zone")
+@click.argument("mode", type=click.Choice(["at_rest", "in_operation"]))
+@REASON
+@config_option
+def mode(zone, mode, reason, config_path):
+    """Set ZONE's mode (at_rest / in_operation); each mode has its own limits."""
+    cfg = load(config_path)
+    _send(cfg, {"action": "mode", "zone": zone, "mode": mode, "reason": reason})
+
+
+ALARM_FIELDS = ("id", "state", "priority", "occurrence", "active", "onset", "detected", "limit",
+                "source", "zone", "site", "point", "ack_by", "ack_reason", "acked_at",
+                "shelved_until")
+
+
+def alarm_record(row: dict) -> dict:
+    """The README's JSON schema of one alarm."""
+    return {
+        "id": row["id"], "state": row["state"], "priority": row["priority"],
+        "occurrence": row["occurrence"], "active": bool(row["active"]),
+        "onset": iso_ms(row.get("onset_ms")), "detected": iso_ms(row.get("detected_ms")),
+        "limit": row.get("limit"), "source": row.get("source"), "zone": row.get("zone"),
+        "site": row.get("site"), "point": row.get("point"), "ack_by": row.get("ack_by"),
+        "ack_reason": row.get("ack_reason"), "acked_at": iso_ms(row.get("ack_ms")),
+        "shelved_until": iso_ms(row.get("shelved_until_ms")),
+    }
+
+
+PRIORITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+
+
+@cli.command("alarms")
+@click.option("--active", is_flag=True, help="only alarms not in NORM")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+@config_option
+def alarms(active, as_json, config_path):
+    """List alarms with state, priority, onset, limit and source, and who acknowledged."""
+    cfg = load(config_path)
+    with open_reader(cfg) as store:
+        rows = [r for r in store.alarms() if r["occurrence"] or r["state"] != "NORM"]
+    if active:  # suppressed-by-design rows whose condition is not active are not news
+        rows = [r for r in rows if r["state"] != "NORM"
+                and not (r["state"] == "DSUPR" and not r["active"])]
+    rows.sort(key=lambda r: (PRIORITY_RANK.get(r["priority"], 9), -(r.get("onset_ms") or 0)))
+    for r in rows:
+        rec = alarm_record(r)
+        if as_json:
+            click.echo(json.dumps(rec))
+        else:
+            ack = f" acked by {rec['ack_by']}: {rec['ack_reason']}" if rec["ack_by"] else ""
+            lim = f" limit {rec['limit']:g}" if rec["limit"] is not None else ""
+            click.echo(f"{rec['state']:<5} {rec['priority']:<8} {rec['id']}#{rec['occurrence']}"
+                       f" onset {rec['onset']}{lim} ({rec['source']}){ack}")
+    if not rows and not as_json:
+        click.echo("no alarms" + (" active" if active else ""))
+
+
+@cli.group("audit")
+def audit():
+    """The audit trail: append-only, HMAC-SHA-256 chained."""
+
+
+@audit.command("verify")
+@click.option("--key", "key_file", help="audit key file (default: the env var named in config)")
+@config_option
+def audit_verify(key_file, config_path):
+    """Check the live audit chain; exit 1 naming the first edited/deleted/reordered row."""
+    from facility.store.keys import audit_key
+
+    cfg = load(config_path)
+    if key_file:
+        with open(key_file, "rb") as fh:
+            key = fh.read().strip()
+    else:
+        key = audit_key(cfg)
+    with open_reader(cfg) as store:
+        res = store.verify_audit(key)
+    how = "authenticity (HMAC) and continuity" if key else "continuity and content (no key)"
+    if res.ok:
+        click.echo(f"audit trail ok: {res.checked} rows, {how} checked")
+        return
+    click.echo(f"audit trail BROKEN at row {res.first_bad_id}: {res.problem}", err=True)
+    raise Exit(CHECK_FAILED)

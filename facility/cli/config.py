@@ -1,0 +1,75 @@
+"""``facility check-config`` and the facility summary."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import click
+
+from facility.cli.errors import CliError
+from facility.cli.group import cli, config_option, load
+
+
+def extra_problems(cfg) -> tuple[list[str], list[str]]:
+    """Problems and warnings found by the middle floor (profiles, limit compilation)."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    from facility.catalogue import build_catalogue
+    from sensors.points import point_problems
+
+    problems.extend(f"{cfg.source}:{path}: {msg}" for path, msg in point_problems(cfg))
+    if problems:
+        return problems, warnings
+    cat = build_catalogue(cfg)
+    problems.extend(f"{cfg.source}:{p}" for p in cat.problems)
+    warnings.extend(f"{cfg.source}:{w}" for w in cat.warnings)
+    return problems, warnings
+
+
+def summary(cfg) -> list[str]:
+    """A short human summary of the facility: sites, zones, devices, points."""
+    lines = [f"{cfg.facility.name or cfg.facility.id} ({cfg.facility.id}), config sha256 {cfg.sha256[:12]}"]
+    for site in cfg.sites:
+        zones = [z for z in cfg.zones if z.site == site.id]
+        devices = [d for d in cfg.devices if d.site == site.id]
+        lines.append(f"  {site.id}: {site.name} [{site.timezone}] - {len(zones)} zones, {len(devices)} devices")
+        for z in zones:
+            std = []
+            if z.iso_class is not None:
+                std.append(f"ISO {z.iso_class:g}")
+            if z.gmp_grade is not None:
+                std.append(f"grade {z.gmp_grade}")
+            dp = f", dP >= {z.min_dp_pa:+g} Pa vs {z.reference}" if z.min_dp_pa is not None else ""
+            if z.min_dp_pa is not None and z.min_dp_pa < 0:
+                dp = f", dP <= {z.min_dp_pa:+g} Pa vs {z.reference}"
+            kinds = Counter(d.profile or "inline" for d in cfg.devices if d.zone == z.id)
+            inst = ", ".join(f"{n}x {k}" for k, n in sorted(kinds.items()))
+            lines.append(f"    {z.id:<14} {z.name:<24} {' / '.join(std) or '-':<10} {z.occupancy}{dp}"
+                         + (f"; {inst}" if inst else ""))
+    hz = cfg.hazmat
+    lines.append(f"  hazmat: {len(hz.stores)} stores, {len(hz.substances)} substances, {len(hz.cabinets)} gas cabinets")
+    lines.append(f"  operators: {', '.join(o.login for o in cfg.operators) or 'none'}")
+    return lines
+
+
+@cli.command("check-config")
+@config_option
+@click.option("--summary/--no-summary", "show_summary", default=False,
+              help="also print a summary of the facility")
+def check_config(config_path, show_summary):
+    """Validate the configuration; print every problem as file:key: message; exit 2 if any."""
+    cfg = load(config_path)
+    problems, warnings = extra_problems(cfg)
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
+    if problems:
+        raise CliError(problems, 2)
+    from facility.catalogue import build_catalogue
+
+    cat = build_catalogue(cfg)
+    pts = f", {len(cat.infos)} points, {len(cat.rules)} limit rules"
+    click.echo(f"{cfg.source}: ok ({len(cfg.sites)} sites, {len(cfg.zones)} zones, "
+               f"{len(cfg.devices)} devices{pts}; {len(warnings)} warnings)")
+    if show_summary:
+        for line in summary(cfg):
+            click.echo(line)

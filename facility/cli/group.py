@@ -1,0 +1,78 @@
+"""The ``facility`` command line: a thin translator from arguments to library calls.
+
+Commands parse, call the library, and turn library exceptions into one clear line on
+stderr and an exit code (DESIGN.md: 0 ok, 1 a check found a problem, 2 bad usage /
+configuration / refused action, 3 runtime failure, 70 internal error). Heavy modules
+(numba, textual, pymodbus) are imported inside the commands that need them, so
+``facility --help`` stays fast and imports neither numba nor textual.
+"""
+
+from __future__ import annotations
+
+import click
+
+from facility.cli.errors import CliError, Exit
+
+CONFIG_HELP = "configuration file (default ./config.toml); the database path comes from it"
+
+
+class FacilityGroup(click.Group):
+    """A click group that turns every exception into one line and DESIGN.md's exit codes."""
+
+    def invoke(self, ctx):  # noqa: D102 - click API
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except Exit as exc:
+            ctx.exit(exc.code)
+        except CliError as exc:
+            for line in exc.lines:
+                click.echo(line, err=True)
+            ctx.exit(exc.code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+        except Exception as exc:  # the top-level net: never a traceback for the user
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            from facility.cli.errors import translate
+
+            mapped = translate(exc)
+            if mapped is not None:
+                for line in mapped.lines:
+                    click.echo(line, err=True)
+                ctx.exit(mapped.code)
+            click.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for"
+                       " the traceback)", err=True)
+            ctx.exit(70)
+
+
+@click.group(cls=FacilityGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="show tracebacks of internal errors")
+@click.pass_context
+def cli(ctx, debug):
+    """Facility monitoring for cleanrooms and microelectronics plants.
+
+    Modbus acquisition, ISO 14644-1 / EU GMP Annex 1 limits, ISA-18.2 alarms, paging and
+    a tamper-evident audit trail. Not a safety system: gas detectors and hard-wired
+    shutdowns protect people; this monitors, records and notifies.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def config_option(f):
+    """The ``--config`` option every command takes."""
+    return click.option("--config", "config_path", default="config.toml", show_default=True,
+                        help=CONFIG_HELP)(f)
+
+
+def load(config_path: str):
+    """Load and validate the configuration, or raise a CliError with one line per problem."""
+    from facility.config import ConfigError, load_config
+
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        raise CliError(exc.problems, 2) from None

@@ -1,0 +1,290 @@
+"""The shape of ``config.toml`` as frozen dataclasses, one per section.
+
+Every field has a comment saying what it is for; the loader in ``facility.config.loader``
+builds these from TOML generically (unknown keys, missing keys and wrong types are
+found by reading the dataclass fields), then runs the cross-checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class LimitSpec:
+    """One limit of a point (DESIGN.md "Limit rules"); explicit values replace only this limit."""
+
+    limit: float
+    deadband: float = 0.0  # >= 0, in the point's unit
+    on_delay_s: float = 0.0  # >= 0
+    off_delay_s: float = 0.0  # >= 0
+    m_of_n: tuple[int, ...] | None = None  # [M, N], 1 <= M <= N; not with on_delay_s > 0
+    max_gap_s: float | None = None  # default: the point's stale_after_s
+    justification: str | None = None  # required for a delay on GMP pressure or gas rules
+
+
+@dataclass(frozen=True)
+class FacilityCfg:
+    """The installation: its id prefixes every paging dedup key."""
+
+    id: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class StorageCfg:
+    """Where the database lives and how long raw partitions are kept."""
+
+    path: str = "var/facility.db"  # relative to the config file's folder
+    retention_days: int = 400  # raw partitions older than this may be purged (GMP: archived first)
+    audit_key_env: str = "FACILITY_AUDIT_KEY_FILE"  # env var naming the HMAC key file
+    free_disk_min_mb: int = 1024  # below this a system alarm is raised
+
+
+@dataclass(frozen=True)
+class Site:
+    """A site (campus) with its IANA time zone; reports and the TUI show local time."""
+
+    id: str
+    name: str = ""
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True)
+class Zone:
+    """A room or area: its cleanliness standard, mode and pressure reference."""
+
+    id: str
+    site: str
+    name: str = ""
+    kind: str = "cleanroom"  # cleanroom | gas_room | store | service | corridor
+    iso_class: float | None = None  # ISO 14644-1 class 1-9, decimals allowed
+    gmp_grade: str | None = None  # EU GMP Annex 1 grade A-D
+    occupancy: str = "in_operation"  # the initial mode: at_rest | in_operation
+    area_m2: float | None = None  # for ISO 14644-1 classification (number of locations)
+    reference: str | None = None  # the zone min_dp_pa is measured against ("ambient" allowed)
+    min_dp_pa: float | None = None  # signed: >0 room must be higher, <0 room kept below
+    dp_deadband_pa: float = 1.0
+    door_grace_s: float = 30.0  # on-delay of the pressure alarm while a door is open
+    door_open_max_s: float = 120.0  # a door open longer than this is its own alarm
+    recovery_s: float | None = None  # clean-up time after in_operation -> at_rest
+    justification: str | None = None  # why a pressure alarm delay is acceptable (Annex 1 4.16)
+    schedule: tuple[str, ...] = ()  # e.g. ["Mon-Fri 08:00 in_operation", "Mon-Fri 18:00 at_rest"]
+
+
+@dataclass(frozen=True)
+class Point:
+    """A point of a device: an inline register map entry, or limits for a profile point."""
+
+    name: str
+    table: str | None = None  # holding | input | coil | discrete (None: from the profile)
+    address: int | None = None  # zero-based protocol address
+    type: str = "uint16"  # bool int16 uint16 int32 uint32 int64 uint64 float32 float64 string
+    order: str = "ABCD"  # ABCD | CDAB | BADC | DCBA
+    count: int | None = None  # registers, for strings (and a check against the type)
+    bit: int | None = None  # a single bit of a 16-bit register (0-15)
+    scale: float = 1.0
+    offset: float = 0.0
+    decimals: int | None = None  # derived from scale unless given
+    unit: str = ""
+    quantity: str = ""  # particle_conc | pressure_diff | temperature | humidity | gas_conc | ...
+    measures: str | None = None  # pressure: "ZONE-A - ZONE-B" or "ZONE - ambient"
+    between: str | None = None  # door contact: "ZONE-A - ZONE-B"
+    nan: tuple[int, ...] = ()  # raw sentinels meaning "no reading" -> quality bad
+    stale_after_s: float | None = None  # default 3 x scan_s
+    limits: dict[str, LimitSpec] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Device:
+    """A Modbus/TCP instrument (or a unit behind a gateway)."""
+
+    id: str
+    site: str
+    host: str
+    port: int
+    zone: str | None = None
+    unit: int = 1  # Modbus unit / device id 0-247
+    scan_s: float = 1.0
+    timeout_s: float = 0.5  # summed over units sharing a connection, must stay below scan_s
+    retries: int = 1
+    profile: str | None = None  # built-in register map under sensors/profiles/
+    description: str = ""
+    location: str | None = None  # particle counters: sampling location
+    sample_s: float | None = None  # particle counters: sample time set on the instrument (s);
+    # with a 1 CFM flow it gives the record volume (low-count M-of-N default) and stale time
+    clock: str = "utc"  # record-based instruments: their clock is utc | local
+    gas: str | None = None  # gas detectors: gas name in the gas table
+    monitor: str | None = None  # gas detectors: room | cabinet
+    cabinet: str | None = None  # gas detectors: the gas cabinet it watches
+    store: str | None = None  # dangerous-goods store monitors: the store id
+    setpoints: dict[str, float] = field(default_factory=dict)  # gas: low/high overrides, ppm
+    points: tuple[Point, ...] = ()
+
+
+@dataclass(frozen=True)
+class Operator:
+    """An OS login allowed to act, with roles (technician, engineer, shelve_critical, hazmat, admin)."""
+
+    login: str
+    name: str
+    roles: tuple[str, ...] = ("technician",)
+
+
+@dataclass(frozen=True)
+class AlarmsCfg:
+    """Site-wide alarm settings. Alert levels are a site choice (Annex 1 9.9)."""
+
+    alert_fraction: float | None = None  # alert = fraction x action, where a standard gives one
+    defaults: dict[str, dict[str, LimitSpec]] = field(default_factory=dict)  # per quantity
+    max_shelve_s: float = 8 * 3600.0
+    max_shelve_critical_s: float = 3600.0
+    recovery_s: float = 1200.0  # Annex 1 clean-up time, 15-20 min
+    clock_tolerance_s: float = 120.0
+    live_window_s: float = 300.0  # samples older than this when processed are backfill
+    latching: tuple[str, ...] = ()  # alarm kinds that latch until reset (e.g. "gas_high")
+    priorities: dict[str, str] = field(default_factory=dict)  # kind -> low|medium|high|critical
+
+
+@dataclass(frozen=True)
+class Channel:
+    """A paging channel. Secrets are named by environment variable, never stored."""
+
+    id: str
+    type: str  # pagerduty | webhook | smtp | command
+    url: str | None = None
+    routing_key_env: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str | None = None
+    to: tuple[str, ...] = ()
+    username_env: str | None = None
+    password_env: str | None = None
+    starttls: bool = False
+    command: tuple[str, ...] = ()
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class EscalationLevel:
+    """Notify these channels once an occurrence has been unacknowledged for after_s."""
+
+    after_s: float
+    channels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Route:
+    """Which alarms page whom: matching is by priority, site, zone and kind (empty = any)."""
+
+    levels: tuple[EscalationLevel, ...]
+    priorities: tuple[str, ...] = ()
+    sites: tuple[str, ...] = ()
+    zones: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+    repeat_s: float = 4 * 3600.0
+
+
+@dataclass(frozen=True)
+class PagingCfg:
+    """Paging, flood control and the dead-man's switch for the monitoring itself."""
+
+    channels: tuple[Channel, ...] = ()
+    routes: tuple[Route, ...] = ()
+    flood_max: int = 10  # ISA-18.2 flood: more than 10 alarms in 10 minutes
+    flood_window_s: float = 600.0
+    heartbeat_s: float = 60.0
+    heartbeat_url: str | None = None
+    heartbeat_command: tuple[str, ...] = ()
+    base_backoff_s: float = 2.0
+    max_backoff_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class Substance:
+    """A dangerous good: UN number, primary class, subsidiary classes, "special" flag."""
+
+    id: str
+    name: str
+    un: str
+    dg_class: str  # FSD class since 31 Mar 2022: 2.1 2.2 2.3 3 3A 4.1 4.2 4.3 5.1 5.2 6.1 8 9
+    subsidiary: tuple[str, ...] = ()
+    special: bool = False  # a "special" 5.1 / 6.1 / 8 substance (exempt 250 / 1000)
+    unit: str = "L"  # L | kg | L_wc (litres water capacity of cylinders)
+    legacy_category: str | None = None  # repealed Cap. 295B category, label only
+
+
+@dataclass(frozen=True)
+class Store:
+    """A dangerous-goods store with its FSD licence (or none) and compartments."""
+
+    id: str
+    site: str
+    zone: str | None = None
+    premises: str = "industrial"  # general | industrial
+    licence: str | None = None  # licence number; None = must stay within exempt quantities
+    licensed_max: dict[str, float] = field(default_factory=dict)  # class -> quantity
+    compartments: tuple[str, ...] = ("main",)
+    alert_fraction: float = 0.8  # stock alert at this fraction of the licensed maximum
+
+
+@dataclass(frozen=True)
+class Cabinet:
+    """A gas cabinet: gas, cylinder size, its detectors and exhaust sensor."""
+
+    id: str
+    site: str
+    zone: str
+    gas: str
+    cylinder_l_wc: float = 47.0
+    detectors: tuple[str, ...] = ()  # device ids
+    exhaust: str | None = None  # point id of the exhaust flow / pressure
+    exhaust_min: float | None = None  # below this the exhaust has failed (point's unit)
+
+
+@dataclass(frozen=True)
+class HazmatCfg:
+    """Dangerous goods: substances, stores and gas cabinets."""
+
+    substances: tuple[Substance, ...] = ()
+    stores: tuple[Store, ...] = ()
+    cabinets: tuple[Cabinet, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole validated configuration."""
+
+    facility: FacilityCfg
+    storage: StorageCfg = field(default_factory=StorageCfg)
+    sites: tuple[Site, ...] = ()
+    zones: tuple[Zone, ...] = ()
+    devices: tuple[Device, ...] = ()
+    operators: tuple[Operator, ...] = ()
+    alarms: AlarmsCfg = field(default_factory=AlarmsCfg)
+    paging: PagingCfg = field(default_factory=PagingCfg)
+    hazmat: HazmatCfg = field(default_factory=HazmatCfg)
+    # Filled by the loader, not from TOML:
+    source: str = field(default="config.toml", metadata={"internal": True})
+    text: str = field(default="", metadata={"internal": True})
+    sha256: str = field(default="", metadata={"internal": True})
+    base_dir: str = field(default=".", metadata={"internal": True})
+
+    def site(self, site_id: str) -> Site:
+        """The site with this id (KeyError if absent)."""
+        return next(s for s in self.sites if s.id == site_id)
+
+    def zone(self, zone_id: str) -> Zone:
+        """The zone with this id (StopIteration if absent)."""
+        return next(z for z in self.zones if z.id == zone_id)
+
+    def device(self, device_id: str) -> Device:
+        """The device with this id (StopIteration if absent)."""
+        return next(d for d in self.devices if d.id == device_id)
+
+    @property
+    def db_path(self) -> str:
+        """Absolute database path (storage.path is relative to the config's folder)."""
+        import os
+
+        return os.path.normpath(os.path.join(self.base_dir, self.storage.path))

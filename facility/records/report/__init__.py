@@ -1,0 +1,1 @@
+"""The auditor's HTML report: ``stats`` computes, ``charts`` draws, ``html`` lays out."""

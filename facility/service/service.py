@@ -1,0 +1,357 @@
+"""The monitoring service: pollers -> engine -> lifecycle -> store -> paging, 24/7.
+
+DESIGN.md "Data flow": one service per database (an exclusive lock beside it); each cycle
+the engine runs once over the batch, lifecycle transitions are applied, and samples +
+events + audit rows are written in one transaction by a single writer thread (so SQLite
+never blocks the event loop). Kernels are compiled before polling starts. Operator
+actions arrive over the Unix socket (``facility.service.socket``) and are applied on the event
+loop, then written before the reply. On restart every alarm state and the engine state
+come back from the database: nothing is forgotten, nothing is re-raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import signal
+import time
+
+import numpy as np
+
+from alarms.dispatcher import Dispatcher
+from alarms.engine import Engine, Rule, warm_up
+from alarms.lifecycle import Event, mode_suppressed
+from alarms.outbox import OUTBOX_MIGRATIONS, OUTBOX_NAMESPACE
+from alarms.paging import Pager
+from alarms.paging_channels import send_heartbeat
+from facility.catalogue import Catalogue, build_catalogue
+from facility.config.schema import Config
+from facility.domain.model import Sample, now_ms
+from facility.service.alarm_book import AlarmBook, AlarmMeta, meta_of
+from facility.service.derive import Deriver, HazmatProbe
+from facility.service.health import HealthProbe, ServiceLock, sd_notify
+from facility.service.operator_actions import ActionHandler
+from facility.service.socket import ActionServer, socket_path
+from facility.store import Cycle, Store
+from facility.store.keys import audit_key
+from hazmat import ledger
+
+log = logging.getLogger("facility.service.service")
+ENGINE_SAVE_EVERY = 10  # cycles; alarm rows are authoritative for "active" on restore
+
+
+class Service:
+    """One running service over one database."""
+
+    def __init__(self, cfg: Config, *, cycle_s: float = 1.0, poller_factory=None):
+        self.cfg = cfg
+        self.cycle_s = cycle_s
+        self.db_path = cfg.db_path
+        self.cat: Catalogue = build_catalogue(cfg, cycle_s=cycle_s)
+        self._poller_factory = poller_factory
+        self._queue: list[Sample] = []
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+        self.store: Store | None = None
+        self.cycles = 0
+        self.stopping = asyncio.Event()
+        self._lock = ServiceLock(self.db_path)
+        self._build_engine()
+
+    # -- set-up -----------------------------------------------------------------------
+    def _build_engine(self) -> None:
+        index = {p.id: i for i, p in enumerate(self.cat.points)}
+        self.point_index = index
+        self.point_device = {p.id: p.device for p in self.cat.points}
+        rules = [Rule(point=index[r.point], kind=r.side, limit=r.limit, deadband=r.deadband,
+                      on_delay_s=r.on_delay_s, off_delay_s=r.off_delay_s, m_of_n=r.m_of_n,
+                      max_gap_s=r.max_gap_s) for r in self.cat.rules]
+        self.engine = Engine(rules, keys=[r.key for r in self.cat.rules])
+        metas: dict[str, AlarmMeta] = {}
+        for r in self.cat.rules:
+            metas[r.alarm_id] = meta_of(r, self.point_device.get(r.point))
+        self.stale_points = {
+            p.id: p.stale_after_s for p in self.cat.points
+            if p.stale_after_s and self.cat.rules_for(p.id)
+            and (p.kind == "measured" or p.quantity == "pressure_diff_zone")
+        }
+        for pid in self.stale_points:
+            dev = self.point_device[pid]
+            metas[f"{pid}:stale"] = AlarmMeta(
+                f"{pid}:stale", pid, self._zone_of(pid), self._site_of(pid), None,
+                "stale_after_s (DESIGN.md \"Stale\")", self.cfg.alarms.priorities.get("stale", "low"),
+                False, "stale", None, dev)
+        self.metas = metas
+        self._zones = {z.id: z for z in self.cfg.zones}
+        self._comm_alarms = [aid for aid, m in metas.items() if m.kind == "comm"]
+        self._mode_rules = [r for r in self.cat.rules if r.mode is not None and r.zone]
+        level = {(r.point, r.side, r.mode, r.limit_name.split("_")[0]): r.alarm_id
+                 for r in self.cat.rules}
+        self._alert_action = [(aid, level[(p, side, mode, "action")])
+                              for (p, side, mode, lvl), aid in level.items()
+                              if lvl == "alert" and (p, side, mode, "action") in level]
+
+    def _zone_of(self, pid: str) -> str | None:
+        return next((p.zone for p in self.cat.points if p.id == pid), None)
+
+    def _site_of(self, pid: str) -> str | None:
+        return next((p.site for p in self.cat.points if p.id == pid), None)
+
+    def _open_store(self) -> None:
+        """Runs on the writer thread: the connection lives there."""
+        key = audit_key(self.cfg, create=True)
+        self.store = Store(self.db_path, key=key)
+        self.store.add_migrations(OUTBOX_NAMESPACE, OUTBOX_MIGRATIONS)
+        self.store.add_migrations(ledger.NAMESPACE, ledger.LEDGER_MIGRATIONS)
+        self.store.register_points(self.cat.infos)
+        self.config_version = self.store.record_config(self.cfg.text, self.cfg.sha256)
+        self._restored = {
+            "alarms": self.store.alarms(),
+            "engine": self.store.engine_state(),
+            "modes": self.store.zone_modes(),
+            "latest": self.store.latest(),
+        }
+
+    async def _in_writer(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+
+    async def start(self) -> None:
+        """Lock, open, restore, compile kernels, start pollers, socket and dispatcher."""
+        self._lock.acquire()
+        await self._in_writer(self._open_store)
+        self.book = AlarmBook(self.cfg, self.metas, self.config_version)
+        restored = self.book.restore(self._restored["alarms"])
+        self.engine.load_state(self._restored["engine"] or {})
+        self._reconcile_engine()
+        self.modes = {z.id: (z.occupancy, None) for z in self.cfg.zones}
+        for zone, row in (self._restored["modes"] or {}).items():
+            self.modes[zone] = (row["mode"], row.get("since_ms"))
+        self.deriver = Deriver(self.cat, self.cfg)
+        self.hazmat = HazmatProbe(self.cfg)
+        self.health = HealthProbe(self.cfg, self.db_path, self.cycle_s)
+        warm_up()  # kernels ready before polling starts (DESIGN.md "Data flow")
+        # Stale clocks start when polling starts: a restart is not itself a data gap.
+        start = now_ms()
+        self.last_good: dict[str, int] = {pid: start for pid in self.stale_points}
+        self.pager = Pager(self.cfg.paging, self.cfg.facility.id)
+        self.dispatcher = Dispatcher(self.db_path, self.cfg.paging)
+        self.actions = ActionHandler(self)
+        self.server = ActionServer(socket_path(self.db_path), self.actions.handle)
+        await self.server.start()
+        self.poller = self._make_poller()
+        self.poller.start()
+        self._tasks = [asyncio.create_task(self.dispatcher.run(), name="dispatcher"),
+                       asyncio.create_task(self._heartbeat_loop(), name="heartbeat")]
+        log.info("service started: %d points, %d rules, %d alarms restored, db %s",
+                 len(self.cat.points), len(self.cat.rules), restored, self.db_path)
+
+    def _make_poller(self):
+        """Pollers, told each counter's newest stored record so backfill starts there."""
+        from sensors.poller import Poller
+
+        factory = self._poller_factory or Poller
+        newest: dict[str, int] = {}
+        for row in self._restored["latest"]:
+            dev, _, name = row["point"].partition(".")
+            if name.startswith("count_"):
+                newest[dev] = max(newest.get(dev, 0), int(row["ts_ms"]))
+        return factory(self.cfg, self._on_samples, last_record_ts_ms=newest)
+
+    def _reconcile_engine(self) -> None:
+        """Alarm rows are written every transition, engine state every few cycles: make the
+        engine's active flags agree with the alarms so nothing is re-raised or forgotten."""
+        state = self.engine.state_dict()
+        changed = False
+        for r in self.cat.rules:
+            st = self.book.states.get(r.alarm_id)
+            want = bool(st and st.active)
+            if state[r.key]["active"] != want:
+                state[r.key]["active"] = want
+                changed = True
+        if changed:
+            self.engine.load_state(state)
+
+    def _on_samples(self, samples: list[Sample]) -> None:
+        self._queue.extend(samples)
+
+    # -- the cycle --------------------------------------------------------------------
+    async def run(self) -> None:
+        """Run cycles until ``stopping`` is set (SIGINT/SIGTERM)."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self.stopping.set)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass  # not the main thread (demo, TUI): the owner stops us
+        await self.start()
+        try:
+            # Cycles run half a period after the polls (which start now), so a poll's samples
+            # are evaluated in the next half period instead of waiting a whole cycle.
+            next_t = time.monotonic() + self.cycle_s / 2
+            await asyncio.sleep(self.cycle_s / 2)
+            while not self.stopping.is_set():
+                lag = max(0.0, time.monotonic() - next_t)
+                await self.cycle(lag_s=lag)
+                next_t += self.cycle_s
+                delay = next_t - time.monotonic()
+                if delay < 0:
+                    next_t = time.monotonic()
+                    delay = 0
+                try:
+                    await asyncio.wait_for(self.stopping.wait(), timeout=delay)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            await self.stop()
+
+    async def cycle(self, lag_s: float = 0.0) -> None:
+        """One poll -> engine -> lifecycle -> store -> paging cycle."""
+        now = now_ms()
+        batch, self._queue = self._queue, []
+        stock = (await self._in_writer(self.hazmat.samples, self.store.conn, now)
+                 if self.hazmat.due(now) else [])
+        samples = (batch + self.deriver.derive(batch) + self.health.samples(now, lag_s, self.poller)
+                   + stock)
+        self._evaluate(samples, now)
+        self._timers(now)
+        await self._flush(samples, now, save_engine=self.cycles % ENGINE_SAVE_EVERY == 0)
+        self.cycles += 1
+        if self.cycles == 1:
+            sd_notify("READY=1")
+        sd_notify("WATCHDOG=1")
+
+    def _evaluate(self, samples: list[Sample], now: int) -> None:
+        idx = self.point_index
+        rows = [(idx[s.point], s) for s in samples if s.point in idx]
+        if not rows:
+            return
+        n = len(rows)
+        point = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
+        ts = np.fromiter((r[1].ts_ms / 1000.0 for r in rows), dtype=np.float64, count=n)
+        value = np.fromiter((np.nan if r[1].value is None else r[1].value for r in rows),
+                            dtype=np.float64, count=n)
+        good = np.fromiter((r[1].good for r in rows), dtype=bool, count=n)
+        for s in samples:
+            if s.good and s.point in self.last_good and s.ts_ms > self.last_good[s.point]:
+                self.last_good[s.point] = s.ts_ms
+        live_from = now - int(self.cfg.alarms.live_window_s * 1000)
+        for tr in self.engine.feed(point, ts, value, good):
+            rule = self.cat.rules[int(tr["rule"])]
+            s = rows[int(tr["sample"])][1]
+            event = Event.RAISE if tr["event"] > 0 else Event.CLEAR
+            self.book.apply(rule.alarm_id, event, now_ms=now, ts_ms=int(round(tr["onset"] * 1000)),
+                            value=s.value, by="engine", backfill=s.ts_ms < live_from)
+
+    def _timers(self, now: int) -> None:
+        """Shelve expiry, mode and design suppression, stale alarms."""
+        for aid, st in list(self.book.states.items()):
+            if st.shelved_until_ms is not None and now >= st.shelved_until_ms:
+                self.book.apply(aid, Event.SHELVE_EXPIRED, now_ms=now, by="timer")
+        self.actions.apply_schedules(now)
+        self._mode_suppression(now)
+        self._design_suppression(now)
+        self._stale(now)
+
+    def _set_suppressed(self, aid: str, want: bool, by: str, now: int) -> None:
+        st = self.book.states[aid]
+        if want == (by in st.suppressed_by):
+            return
+        if want and st.critical:
+            return  # critical alarms are never mode- or design-suppressed (DESIGN.md)
+        self.book.apply(aid, Event.SUPPRESS if want else Event.UNSUPPRESS, now_ms=now, by=by)
+
+    def _mode_suppression(self, now: int) -> None:
+        rec = self.cfg.alarms.recovery_s
+        for r in self._mode_rules:
+            zone = self._zones[r.zone]
+            mode, since = self.modes.get(r.zone, (zone.occupancy, None))
+            want = mode_suppressed(r.mode, mode, at_rest_since_ms=since if mode == "at_rest" else None,
+                                   now_ms=now, recovery_s=zone.recovery_s or rec)
+            self._set_suppressed(r.alarm_id, want, "mode", now)
+
+    def _design_suppression(self, now: int) -> None:
+        """While a side's action alarm is active its alert alarm is DSUPR (one excursion,
+        one alarm to handle, whose priority rises on action)."""
+        for alert, action in self._alert_action:
+            self._set_suppressed(alert, self.book.states[action].active, "design", now)
+
+    def _stale(self, now: int) -> None:
+        comm = {self.book.metas[aid].device for aid in self._comm_alarms
+                if self.book.states[aid].active}
+        for pid, after_s in self.stale_points.items():
+            aid = f"{pid}:stale"
+            st = self.book.states[aid]
+            last = self.last_good.get(pid, now)
+            stale = now - last > after_s * 1000
+            if stale and not st.active:
+                self.book.apply(aid, Event.RAISE, now_ms=now, ts_ms=last + int(after_s * 1000),
+                                by="engine")
+            elif not stale and st.active:
+                self.book.apply(aid, Event.CLEAR, now_ms=now, ts_ms=last, by="engine")
+            # a dead device's stale points are consequences of its comm alarm
+            self._set_suppressed(aid, self.point_device[pid] in comm, "design", now)
+
+    async def _flush(self, samples: list[Sample], now: int, *, save_engine: bool = False) -> None:
+        pending = self.book.pending.take()
+        cycle = Cycle(samples=samples, alarms=list(pending.alarms.values()),
+                      events=pending.events, audit=pending.audit,
+                      engine_state=self.engine.state_dict() if save_engine else {},
+                      service_state={"heartbeat": {"ts_ms": now, "pid": os.getpid(),
+                                                   "cycles": self.cycles}},
+                      zone_modes=self.actions.take_mode_rows(),
+                      extra=[self._pages(pending.effects, now)])
+        await self._in_writer(self.store.write_cycle, cycle)
+        if pending.effects:
+            self.dispatcher.wake()
+
+    def _pages(self, effects, now: int):
+        def write(conn):
+            late: dict[str, list] = {}
+            for e, ctx, backfill in effects:
+                if backfill:
+                    late.setdefault(ctx.device or "?", []).append((e, ctx))
+                else:
+                    self.pager.enqueue(conn, [e], ctx, now_ms=now)
+            for device, items in late.items():
+                self.pager.enqueue_backfill(conn, items, self.book.states, device=device,
+                                            t1_ms=min(e.at_ms for e, _ in items),
+                                            t2_ms=max(e.at_ms for e, _ in items), now_ms=now)
+            self.pager.tick(conn, now_ms=now)
+        return write
+
+    async def _heartbeat_loop(self) -> None:
+        while not self.stopping.is_set():
+            if self.cfg.paging.heartbeat_url or self.cfg.paging.heartbeat_command:
+                res = await asyncio.to_thread(send_heartbeat, self.cfg.paging)
+                if not res.ok:
+                    log.warning("heartbeat to the dead-man's switch failed: %s", res.error)
+            try:
+                await asyncio.wait_for(self.stopping.wait(), timeout=self.cfg.paging.heartbeat_s)
+            except asyncio.TimeoutError:
+                pass
+
+    async def stop(self) -> None:
+        """Clean shutdown: stop polling, write what is pending, close everything."""
+        poller = getattr(self, "poller", None)
+        if poller is not None:
+            await poller.stop()
+        if getattr(self, "server", None) is not None:
+            await self.server.close()
+        if self.store is not None:
+            try:
+                await self._flush([], now_ms(), save_engine=True)
+            except Exception as exc:  # noqa: BLE001 - shutdown must finish; the log says why
+                log.error("final write failed: %s", exc)
+        if getattr(self, "dispatcher", None) is not None:
+            self.dispatcher.stop()
+        for t in getattr(self, "_tasks", []):
+            t.cancel()
+        await asyncio.gather(*getattr(self, "_tasks", []), return_exceptions=True)
+        if getattr(self, "dispatcher", None) is not None:
+            self.dispatcher.close()
+        if self.store is not None:
+            await self._in_writer(self.store.close)
+        self._writer.shutdown(wait=True)
+        self._lock.release()
+        log.info("service stopped after %d cycles", self.cycles)

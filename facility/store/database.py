@@ -1,0 +1,445 @@
+"""The SQLite store: points, partitioned raw samples, latest values, aggregates, alarms,
+events, state and the audit trail, written one cycle per transaction (DESIGN.md "Storage").
+
+Crash safety across files. One ``BEGIN IMMEDIATE`` covers the main database and the
+attached day partitions, so a failure before COMMIT (an ``extra`` callable raising, a
+constraint violation) rolls everything back. In WAL mode SQLite commits each file
+separately, so a crash *during* COMMIT (or a power loss with ``synchronous=NORMAL``) can keep
+one file's part of a cycle and not the other's. Every partition therefore records in its
+``cycles`` table the cycle number (the id of the cycle's ``cycle_digest`` audit row) and row
+count it received, and ``partition_state`` in the main database records the last cycle per
+day. On a writer open :meth:`Store.reconcile` compares the two for recent partitions and
+appends an audit row naming any cycles one side lost, so the gap is explained rather than
+silent; rows are never dropped.
+
+First wins. A partition's ``samples`` is keyed ``(ts_ms, point_id)`` WITHOUT ROWID: time
+major, so appending in time order touches only the rightmost pages (no per-point index), yet
+the key rejects a repeated ``(point, ts)``. The writer keeps the newest stored ts per point
+in memory (from ``latest``): a sample newer than that cannot be stored already and goes in
+the batched append; one at or before it (repeat or backfill) is inserted alone with
+``INSERT OR IGNORE`` and counted as stored only if a row was added.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import sqlite_utils
+
+from facility.domain.model import PointInfo, Sample, now_ms
+from facility.store import audit
+from facility.store.aggs import OPEN_COLS, RESOLUTIONS, accumulate, merge_sql
+from facility.store.errors import StoreError, StoreLocked, StoreMissing, StoreRefused
+from facility.store.partitions import AttachedPartitions, day_of
+from facility.store.read import StoreReaders
+from facility.store.retention import StoreRetention, config_changes
+from facility.store.rows import ZONE_MODE_COLUMNS, insert_event, upsert_alarm
+from facility.store.schema import CORE_MIGRATIONS, CORE_NAMESPACE, apply_migrations
+
+__all__ = [
+    "Cycle",
+    "CycleResult",
+    "Store",
+    "StoreError",
+    "StoreLocked",
+    "StoreMissing",
+    "StoreRefused",
+]
+
+@dataclass
+class Cycle:
+    """Everything one service cycle writes, committed in one transaction.
+
+    ``alarms`` are upserts keyed by ``id`` (only the given columns change); ``events``,
+    ``audit`` (dicts with action, actor, subject, reason, details) and ``zone_modes`` rows
+    are appended/upserted; ``engine_state``/``service_state`` map keys to JSON-able values;
+    each ``extra`` callable runs on the connection inside the same transaction.
+    """
+
+    samples: list[Sample] = field(default_factory=list)
+    alarms: list[dict] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+    audit: list[dict] = field(default_factory=list)
+    engine_state: dict[str, Any] = field(default_factory=dict)
+    service_state: dict[str, Any] = field(default_factory=dict)
+    zone_modes: list[dict] = field(default_factory=list)
+    extra: list[Callable[[sqlite3.Connection], None]] = field(default_factory=list)
+    actor: str = "service"
+
+@dataclass(frozen=True)
+class CycleResult:
+    """What a cycle stored: samples kept, repeats ignored, and the digest row's id."""
+
+    stored: int
+    duplicates: int
+    digest_id: int | None
+    event_ids: list[int]
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+class Store(StoreReaders, StoreRetention):
+    """The facility database; the service is the only writer, everyone else opens readonly."""
+
+    def __init__(self, path: str, *, readonly: bool = False, key: bytes | None = None,
+                 timeout_s: float = 10.0):
+        self.path = os.path.abspath(path)
+        self.readonly = readonly
+        self.key = key
+        self.config_version: int | None = None
+        self._closed = False
+        if readonly:
+            if not os.path.exists(self.path):
+                raise StoreMissing(f"{self.path}: database does not exist; start the service first")
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=timeout_s,
+                                   isolation_level=None, check_same_thread=False)
+        else:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None,
+                                   check_same_thread=False)
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+        self._parts = AttachedPartitions(conn, self.path)
+        self._ids: dict[str, int] = {}
+        self._gmp: set[int] = set()
+        self._latest_ts: dict[int, int] = {}
+        self._open: dict[int, tuple] = {}
+        try:
+            if not readonly:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                self._guard(apply_migrations, conn, CORE_NAMESPACE, CORE_MIGRATIONS)
+                self._load_caches()
+                self.reconcile()
+            else:
+                self._check_schema()
+            self._load_points()
+            row = self._one("SELECT value FROM service_state WHERE key = 'config_version'")
+            self.config_version = json.loads(row[0]) if row else None
+        except BaseException:
+            conn.close()
+            raise
+
+    @classmethod
+    def open(cls, path: str, *, readonly: bool = False, key: bytes | None = None) -> "Store":
+        """Same as ``Store(path, ...)``."""
+        return cls(path, readonly=readonly, key=key)
+
+    def close(self) -> None:
+        """Detach partitions and close the connection (a second call does nothing)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if not self.conn.in_transaction:
+                self._parts.detach_all()
+        finally:
+            self.conn.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- plumbing -------------------------------------------------------------------------
+
+    def _guard(self, fn, *args):
+        try:
+            return fn(*args)
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreLocked(f"{self.path}: database is locked by another writer ({exc})") from None
+            raise StoreError(f"{self.path}: {exc}") from None
+
+    def _one(self, sql: str, params: tuple = ()):
+        return self.conn.execute(sql, params).fetchone()
+
+    def _check_schema(self) -> None:
+        try:
+            self.conn.execute("SELECT 1 FROM schema_migrations LIMIT 1").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: not a facility database ({exc})") from None
+
+    def _load_points(self) -> None:
+        rows = self.conn.execute("SELECT id, point, gmp FROM points").fetchall()
+        self._ids = {name: pid for pid, name, _g in rows}
+        self._names = {pid: name for pid, name, _g in rows}
+        self._gmp = {pid for pid, _n, g in rows if g}
+
+    def _load_caches(self) -> None:
+        self._latest_ts = dict(self.conn.execute("SELECT point_id, ts_ms FROM latest"))
+        self._open = {
+            r[0]: tuple(r[1:])
+            for r in self.conn.execute(f"SELECT point_id, {OPEN_COLS} FROM agg_open")
+        }
+
+    def _writable(self) -> None:
+        if self.readonly:
+            raise StoreError(f"{self.path}: opened read-only; only the service writes")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any exception)."""
+        self._writable()
+        self._guard(self.conn.execute, "BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self._guard(self.conn.execute, "COMMIT")
+
+    def add_migrations(self, namespace: str, statements: list[str]) -> list[int]:
+        """Apply a middle-floor module's numbered migrations (idempotent); return new numbers."""
+        if namespace == CORE_NAMESPACE:
+            raise StoreError(f"migration namespace {namespace!r} is reserved for the store")
+        if self.readonly:
+            return []
+        return self._guard(apply_migrations, self.conn, namespace, statements)
+
+    def append_audit(self, entry: dict) -> dict:
+        """Append one audit row in its own transaction (operator actions outside a cycle)."""
+        with self.transaction() as conn:
+            return self._audit(conn, entry)
+
+    def _audit(self, conn: sqlite3.Connection, entry: dict) -> dict:
+        entry = dict(entry)
+        entry.setdefault("config_version", self.config_version)
+        return audit.append(conn, entry, self.key)
+
+    # ---- points and configuration -----------------------------------------------------------
+
+    def register_points(self, points: list[PointInfo]) -> dict[str, int]:
+        """Insert new points and refresh metadata of known ones; ids never change."""
+        self._writable()
+        with self.transaction() as conn:
+            for p in points:
+                conn.execute(
+                    "INSERT INTO points (point, device, site, zone, quantity, unit, decimals, gmp,"
+                    " kind, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (point) DO UPDATE SET device = excluded.device,"
+                    " site = excluded.site, zone = excluded.zone, quantity = excluded.quantity,"
+                    " unit = excluded.unit, decimals = excluded.decimals, gmp = excluded.gmp,"
+                    " kind = excluded.kind",
+                    (p.id, p.device, p.site, p.zone, p.quantity, p.unit, p.decimals,
+                     int(p.gmp), p.kind, now_ms()),
+                )
+        self._load_points()
+        return {p.id: self._ids[p.id] for p in points}
+
+    def record_config(self, text: str, sha256: str, actor: str = "service") -> int:
+        """Store a loaded configuration verbatim; return its version id (reused if identical).
+
+        When the version differs from the current one, an audit row ``config_loaded`` lists
+        the changed top-level sections and a diff summary against the previous version.
+        """
+        with self.transaction() as conn:
+            row = conn.execute("SELECT id FROM config_versions WHERE sha256 = ?", (sha256,)).fetchone()
+            if row:
+                version = row[0]
+            else:
+                version = conn.execute(
+                    "INSERT INTO config_versions (sha256, text, loaded_ms, actor) VALUES (?, ?, ?, ?)",
+                    (sha256, text, now_ms(), actor),
+                ).lastrowid
+            if version != self.config_version:
+                prev_text = None
+                if self.config_version is not None:
+                    prev = conn.execute(
+                        "SELECT text FROM config_versions WHERE id = ?", (self.config_version,)
+                    ).fetchone()
+                    prev_text = prev[0] if prev else None
+                details = {"sha256": sha256, "previous_version": self.config_version,
+                           **config_changes(prev_text, text)}
+                self._audit(conn, {"action": "config_loaded", "actor": actor,
+                                   "subject": f"config v{version}", "details": details,
+                                   "config_version": version})
+                conn.execute(
+                    "INSERT INTO service_state (key, value, updated_ms) VALUES ('config_version', ?, ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
+                    " updated_ms = excluded.updated_ms",
+                    (_dumps(version), now_ms()),
+                )
+        self.config_version = version
+        return version
+
+    # ---- the cycle ------------------------------------------------------------------------
+
+    def write_cycle(self, cycle: Cycle) -> CycleResult:
+        """Write one cycle in one transaction; nothing of it remains if anything fails."""
+        self._writable()
+        new, late, dups = self._classify(cycle.samples)
+        days = {day_of(r[1]) for r in new} | {day_of(r[1]) for r in late}
+        schemas = self._guard(self._parts.ensure, days)
+        try:
+            self._guard(self.conn.execute, "BEGIN IMMEDIATE")
+        except StoreLocked:
+            raise
+        try:
+            result = self._write(cycle, new, late, dups, schemas)
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            self._load_caches()
+            raise
+        self._guard(self.conn.execute, "COMMIT")
+        return result
+
+    def _classify(self, samples: list[Sample]):
+        """Split samples into certainly-new (newer than latest) and maybe-repeated ones."""
+        new, late, seen, dups = [], [], set(), 0
+        ids, latest = self._ids, self._latest_ts
+        for s in samples:
+            pid = ids.get(s.point)
+            if pid is None:
+                raise StoreError(f"sample of unknown point {s.point!r}: register_points first")
+            ts, value, q = int(s.ts_ms), s.value, int(s.quality)
+            if value is not None:
+                value = float(value)
+                if not math.isfinite(value):
+                    value, q = None, max(q, 1)  # never stored as a number: null, quality bad
+            if (pid, ts) in seen:
+                dups += 1
+                continue
+            seen.add((pid, ts))
+            last = latest.get(pid)
+            (new if last is None or ts > last else late).append((pid, ts, value, q))
+        new.sort(key=lambda r: (r[1], r[0]))
+        return new, late, dups
+
+    def _write(self, cycle: Cycle, new, late, dups, schemas) -> CycleResult:
+        conn = self.conn
+        by_day: dict[str, list] = {}
+        for row in new:
+            by_day.setdefault(day_of(row[1]), []).append(row)
+        for day, rows in by_day.items():
+            conn.executemany(f"INSERT INTO {schemas[day]}.samples VALUES (?, ?, ?, ?)", rows)
+        accepted_late = []
+        for row in late:
+            cur = conn.execute(
+                f"INSERT OR IGNORE INTO {schemas[day_of(row[1])]}.samples VALUES (?, ?, ?, ?)", row
+            )
+            if cur.rowcount == 1:
+                accepted_late.append(row)
+            else:
+                dups += 1
+        for row in accepted_late:
+            by_day.setdefault(day_of(row[1]), []).append(row)
+        accepted = sorted(new + accepted_late, key=lambda r: (r[1], r[0]))
+
+        # latest: newest sample per point among the certainly-new ones
+        now = now_ms()
+        newest: dict[int, list] = {}
+        for pid, ts, value, q in new:
+            cur = newest.get(pid)
+            if cur is None:
+                newest[pid] = cur = [pid, ts, value, q, now, None, None]
+            cur[1:4] = ts, value, q
+            if q == 0 and value is not None:
+                cur[5:7] = ts, value
+        conn.executemany(
+            "INSERT INTO latest (point_id, ts_ms, value, quality, updated_ms, good_ts_ms, good_value)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (point_id) DO UPDATE SET"
+            " ts_ms = excluded.ts_ms, value = excluded.value, quality = excluded.quality,"
+            " updated_ms = excluded.updated_ms,"
+            " good_ts_ms = coalesce(excluded.good_ts_ms, latest.good_ts_ms),"
+            " good_value = CASE WHEN excluded.good_ts_ms IS NULL THEN latest.good_value"
+            "  ELSE excluded.good_value END",
+            newest.values(),
+        )
+
+        changed, merges = accumulate(self._open, accepted)
+        for res, parts in merges.items():
+            table, col, _size, _k = RESOLUTIONS[res]
+            if parts:
+                conn.executemany(merge_sql(table, col), [(p, b, *v) for (p, b), v in parts.items()])
+        conn.executemany(
+            f"INSERT OR REPLACE INTO agg_open (point_id, {OPEN_COLS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(pid, *acc) for pid, acc in changed.items()],
+        )
+
+        for alarm in cycle.alarms:
+            upsert_alarm(conn, alarm)
+        event_ids = [insert_event(conn, ev, self.config_version) for ev in cycle.events]
+        now = now_ms()
+        for name, table, col in (("engine_state", "engine_state", "json"),
+                                 ("service_state", "service_state", "value")):
+            items = getattr(cycle, name)
+            if items:
+                conn.executemany(
+                    f"INSERT INTO {table} (key, {col}, updated_ms) VALUES (?, ?, ?)"
+                    f" ON CONFLICT (key) DO UPDATE SET {col} = excluded.{col},"
+                    " updated_ms = excluded.updated_ms",
+                    [(k, _dumps(v), now) for k, v in items.items()],
+                )
+        for zm in cycle.zone_modes:
+            unknown = set(zm) - set(ZONE_MODE_COLUMNS)
+            if unknown:
+                raise StoreError(f"zone_modes row: unknown keys {sorted(unknown)}")
+            conn.execute(
+                "INSERT OR REPLACE INTO zone_modes (zone, mode, since_ms, actor, reason)"
+                " VALUES (:zone, :mode, :since_ms, :actor, :reason)",
+                {"since_ms": now, "actor": None, "reason": None, **zm},
+            )
+        for fn in cycle.extra:
+            fn(conn)
+        for entry in cycle.audit:
+            self._audit(conn, entry)
+
+        digest_id = None
+        if accepted or cycle.events:
+            digest_id = self._digest(conn, cycle, accepted, dups, by_day)["id"]
+            for day, rows in by_day.items():
+                tss = [r[1] for r in rows]
+                conn.execute(
+                    f"INSERT INTO {schemas[day]}.cycles VALUES (?, ?, ?, ?)",
+                    (digest_id, len(rows), min(tss), max(tss)),
+                )
+                gmp = int(any(r[0] in self._gmp for r in rows))
+                conn.execute(
+                    "INSERT INTO partition_state (day, rows, min_ts_ms, max_ts_ms, has_gmp,"
+                    " last_cycle, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (day) DO UPDATE SET rows = rows + excluded.rows,"
+                    " min_ts_ms = min(min_ts_ms, excluded.min_ts_ms),"
+                    " max_ts_ms = max(max_ts_ms, excluded.max_ts_ms),"
+                    " has_gmp = max(has_gmp, excluded.has_gmp),"
+                    " last_cycle = excluded.last_cycle, updated_ms = excluded.updated_ms",
+                    (day, len(rows), min(tss), max(tss), gmp, digest_id, now),
+                )
+        # in-memory state follows only what this transaction wrote; reloaded if it rolls back
+        for pid, ts, *_ in new:
+            self._latest_ts[pid] = ts
+        self._open.update({pid: tuple(acc) for pid, acc in changed.items()})
+        return CycleResult(len(accepted), dups, digest_id, event_ids)
+
+    def _digest(self, conn, cycle: Cycle, accepted, dups, by_day) -> dict:
+        """Append the cycle's ``cycle_digest`` audit row covering its samples and events."""
+        names = self._names
+        h = hashlib.sha256()
+        for pid, ts, value, q in accepted:
+            h.update(f"{ts},{names[pid]},{'' if value is None else repr(value)},{q}\n".encode())
+        eh = hashlib.sha256()
+        for ev in cycle.events:
+            eh.update(audit.canonical_doc(ev) + b"\n")
+        details = {
+            "samples": len(accepted),
+            "duplicates": dups,
+            "samples_sha256": h.hexdigest(),
+            "events": len(cycle.events),
+            "events_sha256": eh.hexdigest(),
+            "partitions": {d: len(r) for d, r in sorted(by_day.items())},
+        }
+        if accepted:
+            details["ts_min_ms"] = accepted[0][1]
+            details["ts_max_ms"] = accepted[-1][1]
+        return self._audit(conn, {"action": "cycle_digest", "actor": cycle.actor,
+                                  "details": details})

@@ -1,0 +1,175 @@
+"""Numbered migrations of the main database and of day partitions (DESIGN.md "Storage").
+
+Each string is one migration; its number is its position (1-based) in its namespace. The
+core namespace is ``"store"``; middle-floor modules register their own namespaces through
+``Store.add_migrations`` (paging outbox, hazmat ledger). Never edit a shipped migration:
+append a new one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from facility.domain.model import now_ms
+from facility.store.audit import AUDIT_DDL
+
+CORE_NAMESPACE = "store"
+
+MIGRATIONS_DDL = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    namespace TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    applied_ms INTEGER NOT NULL,
+    PRIMARY KEY (namespace, version)
+)
+"""
+
+CORE_MIGRATIONS: list[str] = [
+    # 1: points, latest values, open aggregate buckets, aggregates
+    """
+    CREATE TABLE points (
+        id INTEGER PRIMARY KEY, point TEXT NOT NULL UNIQUE, device TEXT, site TEXT, zone TEXT,
+        quantity TEXT, unit TEXT, decimals INTEGER, gmp INTEGER NOT NULL DEFAULT 0,
+        kind TEXT NOT NULL DEFAULT 'measured', created_ms INTEGER
+    );
+    CREATE TABLE latest (
+        point_id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, value REAL,
+        quality INTEGER NOT NULL, updated_ms INTEGER NOT NULL,
+        good_ts_ms INTEGER, good_value REAL
+    );
+    CREATE TABLE agg_open (
+        point_id INTEGER PRIMARY KEY,
+        m_bucket INTEGER, m_n INTEGER, m_n_good INTEGER, m_min REAL, m_max REAL, m_sum REAL,
+        m_worst INTEGER,
+        h_bucket INTEGER, h_n INTEGER, h_n_good INTEGER, h_min REAL, h_max REAL, h_sum REAL,
+        h_worst INTEGER
+    );
+    CREATE TABLE agg_1m (
+        point_id INTEGER NOT NULL, minute_ms INTEGER NOT NULL, n INTEGER NOT NULL,
+        n_good INTEGER NOT NULL, min REAL, max REAL, sum REAL, worst_quality INTEGER NOT NULL,
+        PRIMARY KEY (point_id, minute_ms)
+    ) WITHOUT ROWID;
+    CREATE TABLE agg_1h (
+        point_id INTEGER NOT NULL, hour_ms INTEGER NOT NULL, n INTEGER NOT NULL,
+        n_good INTEGER NOT NULL, min REAL, max REAL, sum REAL, worst_quality INTEGER NOT NULL,
+        PRIMARY KEY (point_id, hour_ms)
+    ) WITHOUT ROWID;
+    """,
+    # 2: configuration versions and the audit trail
+    """
+    CREATE TABLE config_versions (
+        id INTEGER PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE, text TEXT NOT NULL,
+        loaded_ms INTEGER NOT NULL, actor TEXT
+    );
+    """
+    + AUDIT_DDL
+    + ";",
+    # 3: alarms, events, engine and service state, zone modes
+    """
+    CREATE TABLE alarms (
+        id TEXT PRIMARY KEY, state TEXT NOT NULL DEFAULT 'NORM', priority TEXT,
+        occurrence INTEGER NOT NULL DEFAULT 0, active INTEGER NOT NULL DEFAULT 0,
+        acked INTEGER NOT NULL DEFAULT 1, onset_ms INTEGER, detected_ms INTEGER,
+        "limit" REAL, source TEXT, zone TEXT, site TEXT, point TEXT,
+        shelved_until_ms INTEGER, latched INTEGER NOT NULL DEFAULT 0, config_version INTEGER,
+        ack_by TEXT, ack_reason TEXT, ack_ms INTEGER, updated_ms INTEGER, details TEXT
+    );
+    CREATE INDEX alarms_active ON alarms (active, state);
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY, alarm_id TEXT NOT NULL, occurrence INTEGER, event TEXT NOT NULL,
+        state_from TEXT, state_to TEXT, ts_ms INTEGER NOT NULL, detected_ms INTEGER,
+        value REAL, "limit" REAL, source TEXT, actor TEXT, reason TEXT, config_version INTEGER,
+        details TEXT
+    );
+    CREATE INDEX events_ts ON events (ts_ms);
+    CREATE INDEX events_alarm ON events (alarm_id, occurrence);
+    CREATE TABLE engine_state (key TEXT PRIMARY KEY, json TEXT NOT NULL, updated_ms INTEGER);
+    CREATE TABLE service_state (key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_ms INTEGER);
+    CREATE TABLE zone_modes (
+        zone TEXT PRIMARY KEY, mode TEXT NOT NULL, since_ms INTEGER NOT NULL, actor TEXT,
+        reason TEXT
+    );
+    """,
+    # 4: partitions and archives
+    """
+    CREATE TABLE partition_state (
+        day TEXT PRIMARY KEY, rows INTEGER NOT NULL DEFAULT 0, min_ts_ms INTEGER,
+        max_ts_ms INTEGER, has_gmp INTEGER NOT NULL DEFAULT 0, last_cycle INTEGER,
+        updated_ms INTEGER, purged_ms INTEGER
+    );
+    CREATE TABLE archives (
+        id INTEGER PRIMARY KEY, day TEXT NOT NULL, path TEXT NOT NULL,
+        manifest_sha256 TEXT NOT NULL, rows INTEGER NOT NULL, verified_ms INTEGER,
+        recorded_ms INTEGER NOT NULL
+    );
+    CREATE INDEX archives_day ON archives (day);
+    """,
+]
+
+PARTITION_DDL = """
+CREATE TABLE IF NOT EXISTS {s}.samples (
+    point_id INTEGER NOT NULL, ts_ms INTEGER NOT NULL, value REAL, quality INTEGER NOT NULL,
+    PRIMARY KEY (ts_ms, point_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS {s}.cycles (
+    cycle INTEGER PRIMARY KEY, rows INTEGER NOT NULL, min_ts_ms INTEGER, max_ts_ms INTEGER
+);
+"""
+"""A partition: samples keyed time-major, so rows appended in time order touch only the
+rightmost pages (no per-point index), and the key makes (point, ts) unique for free.
+``cycles`` lists which cycle (its digest audit id) wrote how many rows, for reconciliation."""
+
+
+def applied_versions(conn: sqlite3.Connection, namespace: str) -> set[int]:
+    """Versions of ``namespace`` already applied (empty if the table does not exist yet)."""
+    try:
+        rows = conn.execute(
+            "SELECT version FROM schema_migrations WHERE namespace = ?", (namespace,)
+        ).fetchall()
+    except sqlite3.OperationalError:
+        return set()
+    return {r[0] for r in rows}
+
+
+def apply_migrations(conn: sqlite3.Connection, namespace: str, statements: list[str]) -> list[int]:
+    """Apply pending migrations of ``namespace`` in one ``BEGIN IMMEDIATE``; return the new ones.
+
+    Idempotent: versions already recorded are skipped, and the check is repeated under the
+    write lock so two processes opening a fresh file at once cannot apply one twice.
+    """
+    if set(range(1, len(statements) + 1)) <= applied_versions(conn, namespace):
+        return []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(MIGRATIONS_DDL)
+        done = applied_versions(conn, namespace)
+        new = []
+        for number, sql in enumerate(statements, start=1):
+            if number in done:
+                continue
+            for stmt in _split(sql):
+                conn.execute(stmt)
+            conn.execute(
+                "INSERT INTO schema_migrations (namespace, version, applied_ms) VALUES (?, ?, ?)",
+                (namespace, number, now_ms()),
+            )
+            new.append(number)
+        conn.execute("COMMIT")
+        return new
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _split(sql: str) -> list[str]:
+    """Split a migration into statements (sqlite3 runs one per execute inside a transaction)."""
+    out, buf = [], ""
+    for line in sql.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip().strip(";").strip():
+                out.append(buf)
+            buf = ""
+    if buf.strip():
+        out.append(buf)
+    return out

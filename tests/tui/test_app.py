@@ -1,0 +1,365 @@
+"""Pilot tests of the technician's terminal against a real store and a real ActionServer."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+
+import pytest
+
+from facility.config import load_config
+from facility.service.socket import ActionServer
+from tests.fixtures import sample_db
+from tui.app import make_app
+from tui.fmt import local_time, parse_duration
+from tui.screens.action_modal import ActionModal
+from tui.screens.help import HelpScreen
+from tui.widgets.banner import StaleBanner
+from tui.widgets.live_table import LiveTable
+
+CONFIG = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "config.toml")
+T0 = sample_db.T0
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return load_config(CONFIG)
+
+
+@pytest.fixture
+def db(cfg, tmp_path):
+    path = str(tmp_path / "facility.db")
+    sample_db.build(cfg, path)
+    return path
+
+
+class Clock:
+    """An injectable clock the test moves by hand."""
+
+    def __init__(self, ms: int = T0):
+        self.ms = ms
+
+    def __call__(self) -> int:
+        return self.ms
+
+
+async def wait_until(pilot, cond, timeout: float = 15.0) -> None:
+    """Poll ``cond`` (a screen switch may still be under way: errors count as not yet)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        try:
+            if cond():
+                return
+        except Exception as exc:  # noqa: BLE001 - retried until the time-out, then shown
+            last = exc
+        else:
+            last = None
+        if loop.time() > end:
+            raise AssertionError(f"condition not reached in time (last error: {last!r})")
+        await pilot.pause(0.02)
+
+
+async def started(app, pilot) -> None:
+    await wait_until(pilot, lambda: app.snapshots_seen > 0)
+    await pilot.pause()
+
+
+class Recorder:
+    """A real action handler that records what reached the service."""
+
+    def __init__(self, reply: dict | None = None):
+        self.calls: list[tuple[str, dict]] = []
+        self.reply = reply or {"ok": True, "message": "acknowledged"}
+
+    async def __call__(self, login: str, request: dict) -> dict:
+        self.calls.append((login, request))
+        return dict(self.reply)
+
+
+def test_local_time_and_durations():
+    assert local_time(T0, "Asia/Hong_Kong") == "2026-11-23 18:02:11 +08:00"
+    assert parse_duration("30m") == 1800 and parse_duration("1h30m") == 5400
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration("soon")
+
+
+async def test_navigation_between_screens(cfg, db):
+    app = make_app(cfg, db, login="technician", clock=Clock())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await started(app, pilot)
+        assert app.current_mode == "overview"
+        for key, mode in (("2", "alarms"), ("3", "zone"), ("4", "devices"), ("5", "hazmat"),
+                          ("1", "overview"), ("d", "devices"), ("h", "hazmat"), ("z", "zone"),
+                          ("o", "overview")):
+            await pilot.press(key)
+            await pilot.pause()
+            assert app.current_mode == mode, key
+        await pilot.press("a")  # from the overview, a opens the alarm screen
+        assert app.current_mode == "alarms"
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.current_mode == "alarms" and not isinstance(app.screen, HelpScreen)
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_code == 0
+
+
+async def test_overview_shows_zones_readings_and_badges(cfg, db):
+    app = make_app(cfg, db, login="technician", clock=Clock())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await started(app, pilot)
+        table = app.screen.query_one("#zones", LiveTable)
+        def cell(zone, col):
+            return table.get_cell(zone, str(col))
+        assert cell("MEC-LITHO", 1).plain == "ISO 5"
+        assert cell("MEC-LITHO", 3).plain == "3700"  # worst counter of the zone
+        assert "red" in str(cell("MEC-LITHO", 3).style)  # beyond the action limit 3520
+        assert cell("MEC-LITHO", 8).plain == "2 crit"
+        assert cell("MARS-LINE1", 2).plain == "rest"  # zone_modes row wins over occupancy
+        assert cell("MARS-LINE1", 5).plain == "+7.5"
+        assert "red" in str(cell("MARS-LINE1", 5).style)  # below min_dp_pa = +10 Pa
+        assert cell("MEC-GASRM", 5).plain.startswith("-")  # kept below its neighbour
+        assert cell("MARS-PACK", 8).plain == "ok"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.current_mode == "zone" and app.zone_focus == "MEC-LITHO"
+
+
+async def test_alarms_sorted_by_priority_then_onset_with_unack_standing_out(cfg, db):
+    app = make_app(cfg, db, login="technician", clock=Clock())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await started(app, pilot)
+        await pilot.press("2")
+        await wait_until(pilot, lambda: app.screen.query_one("#alarm-list", LiveTable).row_count)
+        table = app.screen.query_one("#alarm-list", LiveTable)
+        assert table._keys == [  # annunciated first; shelved and suppressed after them
+            "MEC-GD-01:comm", "MEC-PC-02.pc_0_5um:action_high",
+            "MEC-WET.dp_cascade:action_low", "MARS-LINE1.dp_cascade:action_low",
+            "MEC-PC-01.pc_0_5um:alert_high",
+            "MEC-TH-06.humidity:alert_high"]  # inactive DSUPR rows are not listed
+        state = table.get_cell("MEC-PC-01.pc_0_5um:alert_high", "1")
+        assert state.plain == "UNACK" and "reverse" in str(state.style)
+        assert table.get_cell("MEC-TH-06.humidity:alert_high", "1").plain.startswith("SHLVD 30m")
+        table.select_key("MEC-GD-01:comm")
+        await wait_until(pilot, lambda: app.snapshot.history_of == "MEC-GD-01:comm")
+        hist = app.screen.query_one("#history", LiveTable)
+        await wait_until(pilot, lambda: hist.row_count == 2)
+        events = [hist.get_row_at(i)[3] for i in range(hist.row_count)]
+        assert events == ["ack", "raise"]
+
+
+async def _ack(pilot, app, reason: str = "door left open during transfer"):
+    await pilot.press("2")
+    table = app.screen.query_one("#alarm-list", LiveTable)
+    await wait_until(pilot, lambda: table.row_count > 0)
+    table.select_key("MEC-PC-01.pc_0_5um:alert_high")
+    await pilot.pause()
+    await pilot.press("a")
+    await wait_until(pilot, lambda: isinstance(app.screen, ActionModal))
+    modal = app.screen
+    assert "You are: technician (Chan Tai Man)" in str(modal.query_one("#action-who").render())
+    if reason:
+        await pilot.press(*reason)
+    await pilot.press("enter")
+    return modal
+
+
+async def test_acknowledge_reaches_the_service_with_login_and_reason(cfg, db):
+    rec = Recorder({"ok": True, "message": "acknowledged MEC-PC-01.pc_0_5um:alert_high #3"})
+    server = ActionServer(db + ".sock", rec)
+    await server.start()
+    try:
+        app = make_app(cfg, db, login="technician", clock=Clock())
+        async with app.run_test(size=(100, 30)) as pilot:
+            await started(app, pilot)
+            await _ack(pilot, app)
+            await wait_until(pilot, lambda: app.last_outcome is not None)
+            await pilot.pause()
+            assert not isinstance(app.screen, ActionModal)
+            status = str(app.screen.query_one("#action-status").render())
+            assert "acknowledged MEC-PC-01.pc_0_5um:alert_high #3" in status
+    finally:
+        await server.close()
+    assert len(rec.calls) == 1
+    login, payload = rec.calls[0]
+    assert login  # the service sees the OS login of the connecting process
+    assert payload == {"action": "ack", "alarm": "MEC-PC-01.pc_0_5um:alert_high",
+                       "occurrence": 3, "reason": "door left open during transfer"}
+
+
+async def test_refusal_is_shown_in_the_dialog(cfg, db):
+    rec = Recorder({"ok": False, "message": "occurrence #3 superseded by #4"})
+    server = ActionServer(db + ".sock", rec)
+    await server.start()
+    try:
+        app = make_app(cfg, db, login="technician", clock=Clock())
+        async with app.run_test(size=(100, 30)) as pilot:
+            await started(app, pilot)
+            modal = await _ack(pilot, app)
+            result = modal.query_one("#action-result")
+            await wait_until(pilot, lambda: "refused" in str(result.render()))
+            assert "occurrence #3 superseded by #4" in str(result.render())
+            assert app.screen is modal and result.has_class("refused")
+    finally:
+        await server.close()
+    assert len(rec.calls) == 1
+
+
+async def test_reason_is_required_and_nothing_is_sent(cfg, db):
+    rec = Recorder()
+    server = ActionServer(db + ".sock", rec)
+    await server.start()
+    try:
+        app = make_app(cfg, db, login="technician", clock=Clock())
+        async with app.run_test(size=(100, 30)) as pilot:
+            await started(app, pilot)
+            modal = await _ack(pilot, app, reason="")
+            await pilot.pause()
+            assert "a reason is required" in str(modal.query_one("#action-result").render())
+            await pilot.press("escape")
+            await pilot.pause()
+            assert not isinstance(app.screen, ActionModal)
+    finally:
+        await server.close()
+    assert rec.calls == []
+
+
+async def test_shelve_sends_a_duration(cfg, db):
+    rec = Recorder({"ok": True, "message": "shelved"})
+    server = ActionServer(db + ".sock", rec)
+    await server.start()
+    try:
+        app = make_app(cfg, db, login="technician", clock=Clock())
+        async with app.run_test(size=(100, 30)) as pilot:
+            await started(app, pilot)
+            await pilot.press("2")
+            table = app.screen.query_one("#alarm-list", LiveTable)
+            await wait_until(pilot, lambda: table.row_count > 0)
+            table.select_key("MEC-PC-01.pc_0_5um:alert_high")
+            await pilot.press("s")
+            await wait_until(pilot, lambda: isinstance(app.screen, ActionModal))
+            await pilot.press(*"30m", "enter", *"filter change", "enter")
+            await wait_until(pilot, lambda: rec.calls)
+    finally:
+        await server.close()
+    assert rec.calls[0][1]["duration_s"] == 1800 and rec.calls[0][1]["action"] == "shelve"
+
+
+async def test_service_not_running_is_reported(cfg, db):
+    app = make_app(cfg, db, login="nobody", clock=Clock())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await started(app, pilot)
+        await pilot.press("2")
+        await wait_until(pilot, lambda: app.screen.query_one("#alarm-list", LiveTable).row_count)
+        await pilot.press("a")
+        await wait_until(pilot, lambda: isinstance(app.screen, ActionModal))
+        modal = app.screen
+        assert "not in [[operators]]" in str(modal.query_one("#action-who").render())
+        await pilot.press(*"test", "enter")
+        result = modal.query_one("#action-result")
+        await wait_until(pilot, lambda: "service not running" in str(result.render()))
+
+
+async def test_stale_heartbeat_banner_appears_and_disappears(cfg, db):
+    clock = Clock(T0)
+    app = make_app(cfg, db, login="technician", refresh_s=0.05, clock=clock)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await started(app, pilot)
+        banner = app.screen.query_one(StaleBanner)
+        assert banner.message == "" and not banner.display
+        clock.ms = T0 + 60_000  # the service's last heartbeat (T0 - 1 s) is now 61 s old
+        await wait_until(pilot, lambda: banner.message != "")
+        assert banner.message == "service not running since 2026-11-23 18:02:10 +08:00"
+        assert banner.display
+        await asyncio.to_thread(sample_db.touch_heartbeat, db, T0 + 59_000)
+        await wait_until(pilot, lambda: banner.message == "")
+        assert not banner.display
+
+
+async def test_zone_detail_trend_limits_and_sources(cfg, db):
+    app = make_app(cfg, db, login="technician", clock=Clock())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await started(app, pilot)
+        app.open_zone("MEC-LITHO")
+        await wait_until(pilot, lambda: app.snapshot.trends_zone == "MEC-LITHO")
+        table = app.screen.query_one("#points", LiveTable)
+        await wait_until(pilot, lambda: "MEC-PC-01.pc_0_5um" in table._keys)
+        assert "MEC-LITHO.dp_cascade" in table._keys and "MEC-TH-01.temperature" in table._keys
+        table.select_key("MEC-PC-01.pc_0_5um")
+        await pilot.pause()
+        assert str(table.get_cell("MEC-PC-01.pc_0_5um", "4")).strip()  # a sparkline
+        sources = str(app.screen.query_one("#limit-sources").render())
+        assert "ISO 14644-1:2015 class 5 at 0.5 um" in sources
+        assert "alert_fraction" in sources and "active alarm" in sources
+        assert len(app.snapshot.trends["MEC-PC-01.pc_0_5um"]) == 60  # the last hour, by minute
+        await pilot.press("right")
+        await pilot.pause()
+        assert app.zone_focus == "MEC-WET"
+
+
+async def test_devices_and_hazmat_screens(cfg, db, tmp_path):
+    app = make_app(cfg, db, login="technician", clock=Clock())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await started(app, pilot)
+        await pilot.press("4")
+        table = app.screen.query_one("#device-list", LiveTable)
+        await wait_until(pilot, lambda: table.row_count > 0)
+        assert table.get_cell("MEC-GD-01", "2").plain == "FAIL"
+        assert table.get_cell("MEC-GD-01", "4").plain == "12"
+        assert table.get_cell("MEC-DP-01", "2").plain == "OK"
+        await pilot.press("5")
+        await wait_until(pilot, lambda: app.snapshot.hazmat is None and app.current_mode == "hazmat")
+        await pilot.pause()
+        assert app.screen.query_one("#no-ledger").display
+        gas = app.screen.query_one("#gas", LiveTable)
+        assert gas.get_cell("MEC-GD-01", "3").plain == "comm"
+    ledger_db = str(tmp_path / "ledger.db")
+    sample_db.build(cfg, ledger_db, hazmat=True)
+    app = make_app(cfg, ledger_db, login="technician", clock=Clock())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await started(app, pilot)
+        await pilot.press("5")
+        stock = app.screen.query_one("#stock", LiveTable)
+        await wait_until(pilot, lambda: stock.row_count > 0)
+        assert not app.screen.query_one("#no-ledger").display
+        assert stock.get_cell("MEC-DGS-1:3", "4").plain == "88 %"  # 350 of 400 L
+
+
+async def test_the_tui_opens_the_database_read_only(cfg, db):
+    app = make_app(cfg, db, login="technician", clock=Clock())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await started(app, pilot)
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            app.reader.store.conn.execute("DELETE FROM alarms")
+
+
+async def test_missing_database_shows_in_the_banner(cfg, tmp_path):
+    app = make_app(cfg, str(tmp_path / "none.db"), login="technician", clock=Clock())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await started(app, pilot)
+        assert "does not exist" in app.screen.query_one(StaleBanner).message
+    assert not os.path.exists(tmp_path / "none.db")
+
+
+async def test_mode_change_from_the_overview(cfg, db):
+    rec = Recorder({"ok": True, "message": "MEC-LITHO now at_rest"})
+    server = ActionServer(db + ".sock", rec)
+    await server.start()
+    try:
+        app = make_app(cfg, db, login="shiftlead", clock=Clock())
+        async with app.run_test(size=(100, 30)) as pilot:
+            await started(app, pilot)
+            await pilot.press("m")  # the cursor starts on the first zone, MEC-LITHO
+            await wait_until(pilot, lambda: isinstance(app.screen, ActionModal))
+            assert "Lee Ka Yan" in str(app.screen.query_one("#action-who").render())
+            await pilot.press(*"cleaning", "enter")
+            await wait_until(pilot, lambda: rec.calls)
+    finally:
+        await server.close()
+    assert rec.calls[0][1] == {"action": "mode", "zone": "MEC-LITHO", "mode": "at_rest",
+                               "reason": "cleaning"}
