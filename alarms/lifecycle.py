@@ -3,11 +3,13 @@
 DESIGN.md "Alarm lifecycle (ISA-18.2) and paging" and reference/standards.md §6: the
 states are NORM, UNACK, ACKED, RTNUN, SHLVD, DSUPR, OOSRV. ``TRANSITIONS`` is the whole
 ``(state, event) -> state`` table for a non-latching alarm; a pair that is absent is
-refused. Two documented refinements live in ``step`` (not in a second table):
+refused. ``step`` checks an allowed pair with the event's guard (``_GUARDS``) and applies two
+documented refinements (not a second table):
 
-* **Latching** (``AlarmState.latching``): a latched alarm does not leave UNACK/ACKED when
-  its condition clears; it needs ``ack`` *and* ``reset`` (ISA-18.2 "latched alarms").
-* **True state**: leaving SHLVD / DSUPR / OOSRV goes to ``TRUE_STATE``, i.e. the state the
+* **Latching** (``AlarmState.latching``, in ``_refine``): a latched alarm does not leave
+  UNACK/ACKED when its condition clears; it needs ``ack`` *and* ``reset`` (ISA-18.2
+  "latched alarms").
+* **True state** (``true_state``): leaving SHLVD / DSUPR / OOSRV goes to ``TRUE_STATE``, i.e. the state the
   alarm would show had it never been hidden (raise/clear/ack bookkeeping continues while it
   is hidden). Precedence of the hidden layers: OOSRV > SHLVD > DSUPR.
 
@@ -19,9 +21,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field, replace
-from typing import Final, Literal
+from typing import Callable, Final, Literal
 
 from facility.config.schema import AlarmsCfg, Operator
+from facility.domain.vocab import has_role
 
 
 class State(enum.Enum):
@@ -194,6 +197,18 @@ def _refuse(event: Event, a: AlarmState, why: str | None = None) -> Refused:
     return Refused(f"cannot {event.value} {a.id}: {why or f'alarm is {a.state.value}'}")
 
 
+@dataclass(frozen=True, slots=True)
+class _Ask:
+    """The arguments of one ``step`` call that the guards and the bookkeeping read."""
+
+    now_ms: int
+    actor: Operator | None
+    duration_s: float | None
+    by: str
+    onset_ms: int | None
+    cfg: AlarmsCfg
+
+
 def step(
     alarm: AlarmState,
     event: Event,
@@ -215,86 +230,162 @@ def step(
     is the rule's onset for raise/clear; ``cfg`` supplies the shelve maxima;
     ``occurrence`` is the occurrence an operator request names (DESIGN.md: a request for a
     superseded occurrence is refused, and the caller audits the refusal).
-    """
-    cfg = cfg or AlarmsCfg()
-    target = TRANSITIONS.get((alarm.state, event))
-    a = alarm
-    if occurrence is not None and occurrence != alarm.occurrence:
-        return _refuse(event, a, f"occurrence #{occurrence} is superseded by "
-                       f"#{alarm.occurrence}")
-    # -- refinements that the (state, event) table cannot see -------------------------
-    if event is Event.SHELVE and target is not None:
-        err = _check_shelve(a, actor, duration_s, cfg)
-        if err:
-            return _refuse(event, a, err)
-    if event in (Event.SUPPRESS, Event.UNSUPPRESS) and target is not None:
-        if by not in SUPPRESSION_SOURCES:
-            return _refuse(event, a, f'by="{by}" is not one of {", ".join(SUPPRESSION_SOURCES)}')
-        if event is Event.SUPPRESS and a.critical and by == "mode":
-            return _refuse(event, a, "a critical alarm is never suppressed by a mode")
-        if event is Event.SUPPRESS and a.critical and by == "operator" and not _has(
-            actor, "shelve_critical"
-        ):
-            return _refuse(event, a, "suppressing a critical alarm needs role shelve_critical")
-        if event is Event.SUPPRESS and by in a.suppressed_by:
-            return _refuse(event, a, f"already suppressed by {by}")
-        if event is Event.UNSUPPRESS and by not in a.suppressed_by:
-            return _refuse(event, a, f"not suppressed by {by}")
-    if target is not None and event is Event.RAISE and a.active:
-        return _refuse(event, a, "the condition is already active")
-    if target is not None and event is Event.CLEAR and not a.active:
-        return _refuse(event, a, "the condition is not active")
-    if a.latching and a.state in (State.UNACK, State.ACKED):
-        if event is Event.CLEAR:
-            target = a.state if a.active else None  # latched: stays until ack and reset
-        elif event is Event.RAISE:
-            target = State.UNACK if not a.active else None
-        elif event is Event.RESET:
-            if a.state is State.UNACK:
-                return _refuse(event, a, "acknowledge it first")
-            if a.active:
-                return _refuse(event, a, "the condition is still active")
-            target = State.NORM
-    elif event is Event.RESET and target is not None:
-        return _refuse(event, a, "the alarm does not latch")
-    elif alarm.state is State.ACKED and event is Event.RAISE:
-        target = None  # a non-latched ACKED alarm is already active
-    if target is None:
-        return _refuse(event, a)
 
-    # -- bookkeeping --------------------------------------------------------------------
-    if event is Event.RAISE:
-        if not a.active and a.acked and (not a.latched or a.state is State.ACKED):
-            a = replace(a, occurrence=a.occurrence + 1, acked=False, onset_ms=onset_ms,
-                        returned_ms=None, latched=False)
-        a = replace(a, active=True, latched=False, onset_ms=a.onset_ms or onset_ms)
-    elif event is Event.CLEAR:
-        a = replace(a, active=False, latched=a.latching, returned_ms=onset_ms or now_ms)
-    elif event is Event.ACK:
-        a = replace(a, acked=True)
-    elif event is Event.RESET:
-        a = replace(a, latched=False)
-    elif event is Event.SHELVE:
-        until = now_ms + int(round(float(duration_s or 0) * 1000))
-        a = replace(a, shelved_until_ms=until, shelved_by=actor.login if actor else None)
-    elif event in (Event.UNSHELVE, Event.SHELVE_EXPIRED):
-        a = replace(a, shelved_until_ms=None, shelved_by=None)
-    elif event is Event.SUPPRESS:
-        a = replace(a, suppressed_by=a.suppressed_by | {by})
-    elif event is Event.UNSUPPRESS:
-        a = replace(a, suppressed_by=a.suppressed_by - {by})
-    elif event is Event.OOS:
-        a = replace(a, oos=True)
-    elif event is Event.RETURN:
-        a = replace(a, oos=False)
+    Four steps, each a table or a named function: the occurrence check, the event's
+    guard (``_GUARDS``, only for a pair the table allows), the refinements the table
+    cannot see (``_refine``: latching), then the event's bookkeeping (``_BOOKKEEPING``)
+    and the one assignment of the state.
+    """
+    if occurrence is not None and occurrence != alarm.occurrence:
+        return _refuse(event, alarm, f"occurrence #{occurrence} is superseded by "
+                       f"#{alarm.occurrence}")
+    ask = _Ask(now_ms, actor, duration_s, by, onset_ms, cfg or AlarmsCfg())
+    target: Target | None | Refused = TRANSITIONS.get((alarm.state, event))
+    guard = _GUARDS.get(event)
+    if target is not None and guard is not None:
+        why = guard(alarm, ask)
+        if why:
+            return _refuse(event, alarm, why)
+    target = _refine(alarm, event, target)
+    if isinstance(target, Refused):
+        return target
+    if target is None:
+        return _refuse(event, alarm)
+    a = _BOOKKEEPING[event](alarm, ask)
     # the one place states are assigned: the table's target (or the true state)
     new_state = true_state(a) if target == TRUE_STATE else target
     a = replace(a, state=new_state, changed_ms=now_ms)
     return a, _effects(alarm, a, event, now_ms, actor, reason, by)
 
 
+# -- guards: why an allowed (state, event) pair is still refused --------------------------
+
+def _guard_raise(a: AlarmState, ask: _Ask) -> str | None:
+    return "the condition is already active" if a.active else None
+
+
+def _guard_clear(a: AlarmState, ask: _Ask) -> str | None:
+    return "the condition is not active" if not a.active else None
+
+
+def _guard_shelve(a: AlarmState, ask: _Ask) -> str | None:
+    return _check_shelve(a, ask.actor, ask.duration_s, ask.cfg)
+
+
+def _guard_source(by: str) -> str | None:
+    if by not in SUPPRESSION_SOURCES:
+        return f'by="{by}" is not one of {", ".join(SUPPRESSION_SOURCES)}'
+    return None
+
+
+def _guard_suppress(a: AlarmState, ask: _Ask) -> str | None:
+    """Critical alarms are never mode-suppressed and only by a shelve_critical operator
+    (DESIGN.md's critical list); each source suppresses once."""
+    why = _guard_source(ask.by)
+    if why:
+        return why
+    if a.critical and ask.by == "mode":
+        return "a critical alarm is never suppressed by a mode"
+    if a.critical and ask.by == "operator" and not _has(ask.actor, "shelve_critical"):
+        return "suppressing a critical alarm needs role shelve_critical"
+    if ask.by in a.suppressed_by:
+        return f"already suppressed by {ask.by}"
+    return None
+
+
+def _guard_unsuppress(a: AlarmState, ask: _Ask) -> str | None:
+    why = _guard_source(ask.by)
+    if why:
+        return why
+    if ask.by not in a.suppressed_by:
+        return f"not suppressed by {ask.by}"
+    return None
+
+
+_GUARDS: dict[Event, Callable[[AlarmState, _Ask], str | None]] = {
+    Event.RAISE: _guard_raise,
+    Event.CLEAR: _guard_clear,
+    Event.SHELVE: _guard_shelve,
+    Event.SUPPRESS: _guard_suppress,
+    Event.UNSUPPRESS: _guard_unsuppress,
+}
+
+
+# -- refinements: latching, which the (state, event) table cannot see ---------------------
+
+def _latched_clear(a: AlarmState) -> Target | None | Refused:
+    return a.state if a.active else None  # latched: stays until ack and reset
+
+
+def _latched_raise(a: AlarmState) -> Target | None | Refused:
+    return State.UNACK if not a.active else None  # a new occurrence of a returned latch
+
+
+def _latched_reset(a: AlarmState) -> Target | None | Refused:
+    if a.state is State.UNACK:
+        return _refuse(Event.RESET, a, "acknowledge it first")
+    if a.active:
+        return _refuse(Event.RESET, a, "the condition is still active")
+    return State.NORM
+
+
+_LATCHED: dict[Event, Callable[[AlarmState], Target | None | Refused]] = {
+    Event.CLEAR: _latched_clear,
+    Event.RAISE: _latched_raise,
+    Event.RESET: _latched_reset,
+}
+"""A latching alarm in UNACK/ACKED: these events replace the table's target."""
+
+
+def _refine(a: AlarmState, event: Event, target: Target | None) -> Target | None | Refused:
+    """The table's target, corrected for latching (ISA-18.2 "latched alarms")."""
+    if a.latching and a.state in (State.UNACK, State.ACKED):
+        latched = _LATCHED.get(event)
+        return latched(a) if latched is not None else target
+    if event is Event.RESET and target is not None:
+        return _refuse(event, a, "the alarm does not latch")
+    if a.state is State.ACKED and event is Event.RAISE:
+        return None  # a non-latched ACKED alarm is already active
+    return target
+
+
+# -- bookkeeping: what each event changes besides the state -------------------------------
+
+def _book_raise(a: AlarmState, ask: _Ask) -> AlarmState:
+    """A raise from (true) NORM, or of a returned latch, starts a new occurrence."""
+    if not a.active and a.acked and (not a.latched or a.state is State.ACKED):
+        a = replace(a, occurrence=a.occurrence + 1, acked=False, onset_ms=ask.onset_ms,
+                    returned_ms=None, latched=False)
+    return replace(a, active=True, latched=False, onset_ms=a.onset_ms or ask.onset_ms)
+
+
+def _book_clear(a: AlarmState, ask: _Ask) -> AlarmState:
+    return replace(a, active=False, latched=a.latching, returned_ms=ask.onset_ms or ask.now_ms)
+
+
+def _book_shelve(a: AlarmState, ask: _Ask) -> AlarmState:
+    until = ask.now_ms + int(round(float(ask.duration_s or 0) * 1000))
+    return replace(a, shelved_until_ms=until, shelved_by=ask.actor.login if ask.actor else None)
+
+
+_BOOKKEEPING: dict[Event, Callable[[AlarmState, _Ask], AlarmState]] = {
+    Event.RAISE: _book_raise,
+    Event.CLEAR: _book_clear,
+    Event.ACK: lambda a, ask: replace(a, acked=True),
+    Event.RESET: lambda a, ask: replace(a, latched=False),
+    Event.SHELVE: _book_shelve,
+    Event.UNSHELVE: lambda a, ask: replace(a, shelved_until_ms=None, shelved_by=None),
+    Event.SHELVE_EXPIRED: lambda a, ask: replace(a, shelved_until_ms=None, shelved_by=None),
+    Event.SUPPRESS: lambda a, ask: replace(a, suppressed_by=a.suppressed_by | {ask.by}),
+    Event.UNSUPPRESS: lambda a, ask: replace(a, suppressed_by=a.suppressed_by - {ask.by}),
+    Event.OOS: lambda a, ask: replace(a, oos=True),
+    Event.RETURN: lambda a, ask: replace(a, oos=False),
+}
+"""Every event's bookkeeping (raise/clear/ack continue while hidden: see ``true_state``)."""
+
+
 def _has(actor: Operator | None, role: str) -> bool:
-    return actor is not None and (role in actor.roles or "admin" in actor.roles)
+    return actor is not None and has_role(actor.roles, role)
 
 
 def _check_shelve(
@@ -352,11 +443,6 @@ def _effects(
     ):
         eff("audit", new, f"{event.value}: {old.state.value} -> {new.state.value}")
     return out
-
-
-def shelve_expired(a: AlarmState, now_ms: int) -> bool:
-    """Whether the caller should send ``Event.SHELVE_EXPIRED`` to ``a`` now."""
-    return a.shelved_until_ms is not None and now_ms >= a.shelved_until_ms
 
 
 def mode_suppressed(

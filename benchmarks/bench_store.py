@@ -7,12 +7,19 @@ partition size. Baselines measured in the same run: the same rows through raw
 ``executemany`` into a plain rowid table (append only, no key), and into a table keyed
 ``(point_id, ts_ms)`` (the layout DESIGN.md measured as costly).
 
+Why the store writes samples with raw ``executemany`` and small tables with sqlite-utils:
+the same cycles' sample rows go, interleaved cycle by cycle, into two partitions of the
+store's own layout, one through ``executemany`` and one through sqlite-utils'
+``insert_all``; and a one-row ``service_state`` upsert (the heartbeat every cycle writes)
+goes both ways too. Both ratios are printed.
+
     .venv/bin/python benchmarks/bench_store.py --minutes 2
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sqlite3
 import statistics
@@ -20,9 +27,12 @@ import tempfile
 import time
 from datetime import datetime, timezone
 
+import sqlite_utils
+
 from facility.domain.model import PointInfo, Quality, Sample
 from facility.store import Cycle, Store
 from facility.store.partitions import day_of, partition_path
+from facility.store.schema import PARTITION_DDL, split_statements
 
 T0 = int(datetime(2025, 3, 1, 6, 0, tzinfo=timezone.utc).timestamp() * 1000)
 
@@ -106,6 +116,80 @@ def bench_raw(folder: str, n_points: int, seconds: int, keyed: bool) -> dict:
     return {"times": times, "wal": wal, "part_bytes": os.path.getsize(path)}
 
 
+def _partition(path: str) -> sqlite3.Connection:
+    """A bare day partition with the store's DDL and pragmas, on its own connection."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    for stmt in split_statements(PARTITION_DDL.format(s="main")):
+        conn.execute(stmt)
+    return conn
+
+
+def bench_sample_paths(folder: str, n_points: int, seconds: int) -> dict[str, list[float]]:
+    """Per-cycle sample write, raw ``executemany`` vs sqlite-utils ``insert_all``.
+
+    Same rows, same partition layout, one transaction per cycle each; the two alternate
+    which goes first every cycle so that drift of the machine falls on both alike.
+    ``insert_all`` gets dicts, the form the rest of the code would hand it.
+    """
+    raw = _partition(os.path.join(folder, "raw.db"))
+    su_conn = _partition(os.path.join(folder, "su.db"))
+    su = sqlite_utils.Database(su_conn)
+    cols = ("point_id", "ts_ms", "value", "quality")
+
+    def write_raw(rows):
+        raw.execute("BEGIN IMMEDIATE")
+        raw.executemany("INSERT INTO samples VALUES (?, ?, ?, ?)", rows)
+        raw.execute("COMMIT")
+
+    def write_su(rows):
+        su_conn.execute("BEGIN IMMEDIATE")
+        su["samples"].insert_all(dict(zip(cols, r)) for r in rows)
+        su_conn.execute("COMMIT")
+
+    times: dict[str, list[float]] = {"executemany": [], "insert_all": []}
+    for sec in range(seconds):
+        rows = cycle_rows(n_points, sec)
+        order = (("executemany", write_raw), ("insert_all", write_su))
+        for name, fn in order if sec % 2 == 0 else order[::-1]:
+            t = time.perf_counter()
+            fn(rows)
+            times[name].append(time.perf_counter() - t)
+    same = (raw.execute("SELECT count(*), total(value) FROM samples").fetchone()
+            == su_conn.execute("SELECT count(*), total(value) FROM samples").fetchone())
+    if not same:
+        raise SystemExit("sample paths stored different rows: the comparison is void")
+    raw.close()
+    su_conn.close()
+    return times
+
+
+def bench_state_upsert(folder: str, cycles: int) -> dict[str, list[float]]:
+    """The heartbeat upsert of every cycle (one ``service_state`` row), both ways."""
+    conn = sqlite3.connect(os.path.join(folder, "state.db"), isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE service_state (key TEXT PRIMARY KEY, value TEXT NOT NULL,"
+                 " updated_ms INTEGER)")
+    db = sqlite_utils.Database(conn)
+    times: dict[str, list[float]] = {"executemany": [], "upsert_all": []}
+    for i in range(cycles):
+        row = ("heartbeat", json.dumps({"cycles": i}), T0 + i)
+        conn.execute("BEGIN IMMEDIATE")
+        t = time.perf_counter()
+        conn.executemany("INSERT INTO service_state (key, value, updated_ms) VALUES (?, ?, ?)"
+                         " ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
+                         " updated_ms = excluded.updated_ms", [row])
+        times["executemany"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        db["service_state"].upsert_all([dict(zip(("key", "value", "updated_ms"), row))],
+                                       pk="key")
+        times["upsert_all"].append(time.perf_counter() - t)
+        conn.execute("COMMIT")
+    conn.close()
+    return times
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=10.0, help="simulated minutes of data")
@@ -119,6 +203,8 @@ def main() -> None:
             "raw executemany, plain table": bench_raw(folder, n, seconds, keyed=False),
             "raw executemany, (point_id, ts) key": bench_raw(folder, n, seconds, keyed=True),
         }
+        paths = bench_sample_paths(folder, n, seconds)
+        state = bench_state_upsert(folder, seconds)
     samples = n * seconds
     base = results["raw executemany, plain table"]
     print(f"{n} points x 1 Hz, {seconds} s of data ({samples:,} samples), one cycle per second")
@@ -136,6 +222,17 @@ def main() -> None:
         print(f"ratio {name} / plain: p50 x{statistics.median(r['times']) / statistics.median(base['times']):.2f},"
               f" p99 x{pct(r['times'], 99) / pct(base['times'], 99):.2f},"
               f" WAL x{r['wal'] / base['wal']:.2f}, bytes x{r['part_bytes'] / base['part_bytes']:.2f}")
+    print(f"\nsample write per cycle ({n} rows, store partition layout, one transaction each):")
+    for name, ts in paths.items():
+        print(f"  {name:12} p50 {statistics.median(ts) * 1e3:7.2f} ms   p99 {pct(ts, 99) * 1e3:7.2f} ms")
+    a, b = paths["insert_all"], paths["executemany"]
+    print(f"  ratio sqlite-utils insert_all / raw executemany: p50 x{statistics.median(a) / statistics.median(b):.2f},"
+          f" p99 x{pct(a, 99) / pct(b, 99):.2f}")
+    a, b = state["upsert_all"], state["executemany"]
+    print(f"one-row service_state upsert per cycle: raw {statistics.median(b) * 1e6:.0f} us,"
+          f" sqlite-utils upsert_all {statistics.median(a) * 1e6:.0f} us (p50,"
+          f" x{statistics.median(a) / statistics.median(b):.1f}; per cycle a fraction of the"
+          f" {statistics.median(results['store.write_cycle']['times']) * 1e3:.1f} ms write)")
 
 
 if __name__ == "__main__":

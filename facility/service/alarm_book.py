@@ -3,15 +3,18 @@
 Every change to an alarm goes through ``AlarmBook.apply``, which calls the pure
 ``alarms.lifecycle.step`` and collects, for the cycle's single transaction, the alarm
 row upsert, the event row, the audit row (operator actions) and the paging effects.
+The book lives on the event loop; what the writer thread needs of it leaves as plain data
+(``Pending``, ``PageBatch``).
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass, field, replace
 
 from alarms.lifecycle import AlarmState, Effect, Event, Refused, State, step
-from alarms.paging import AlarmContext
+from alarms.paging import AlarmContext, Pager
 from alarms.rules import CompiledRule
 from facility.config.schema import Config, Operator
 
@@ -31,6 +34,11 @@ class AlarmMeta:
     kind: str
     mode: str | None = None
     device: str | None = None
+
+
+PAGE_SUMMARY_MAX = 1024
+"""A page's summary is cut to this many characters: PagerDuty Events API v2 accepts at most
+1024 (reference/standards.md, paging); the other channels show the same text."""
 
 
 def meta_of(rule: CompiledRule, device: str | None) -> AlarmMeta:
@@ -53,6 +61,33 @@ class Pending:
         out = Pending(self.alarms, self.events, self.audit, self.effects)
         self.alarms, self.events, self.audit, self.effects = {}, [], [], []
         return out
+
+
+@dataclass(frozen=True)
+class PageBatch:
+    """One write's page effects as plain data, for the writer thread.
+
+    Built on the event loop by :meth:`AlarmBook.page_batch`. ``final`` holds, for the
+    alarms of backfilled effects, their states after the batch, copied there (an
+    ``AlarmState`` is frozen): the writer thread never reads the book, which the event
+    loop keeps changing while a write is in flight.
+    """
+
+    live: tuple[tuple[Effect, AlarmContext], ...]
+    backfill: dict[str, list[tuple[Effect, AlarmContext]]]
+    """Device -> its late effects, paged together ("N excursions in backfill of ...")."""
+    final: dict[str, AlarmState]
+    now_ms: int
+
+    def write(self, pager: Pager, conn: sqlite3.Connection) -> None:
+        """Queue the pages in the write's own transaction, then escalate (``tick``)."""
+        for e, ctx in self.live:
+            pager.enqueue(conn, [e], ctx, now_ms=self.now_ms)
+        for device, items in self.backfill.items():
+            pager.enqueue_backfill(conn, items, self.final, device=device,
+                                   t1_ms=min(e.at_ms for e, _ in items),
+                                   t2_ms=max(e.at_ms for e, _ in items), now_ms=self.now_ms)
+        pager.tick(conn, now_ms=self.now_ms)
 
 
 def state_to_row(a: AlarmState, m: AlarmMeta, config_version: int | None, now_ms: int) -> dict:
@@ -119,7 +154,7 @@ class AlarmBook:
         limit = f" (limit {m.limit:g}, {m.source})" if m.limit is not None else ""
         val = f" value {value:g}" if value is not None else ""
         return AlarmContext(site=m.site, zone=m.zone, device=m.device,
-                            summary=f"{aid}{val}{limit}"[:1024],
+                            summary=f"{aid}{val}{limit}"[:PAGE_SUMMARY_MAX],
                             details={"limit": m.limit, "source": m.source, "point": m.point})
 
     def apply(self, aid: str, event: Event, *, now_ms: int, ts_ms: int | None = None,
@@ -169,6 +204,22 @@ class AlarmBook:
         self.pending.audit.append({"action": f"refused:{action}", "actor": login,
                                    "subject": subject, "reason": reason,
                                    "details": {"refusal": message}})
+
+    def page_batch(self, effects: list[tuple[Effect, AlarmContext, bool]],
+                   now_ms: int) -> PageBatch:
+        """Split taken effects into live and backfilled ones, with a copy of final states.
+
+        Live effects page in order; a backfilled device's effects are paged together
+        after them, judged against the states their alarms have now (after the batch).
+        """
+        live = tuple((e, ctx) for e, ctx, backfill in effects if not backfill)
+        late: dict[str, list[tuple[Effect, AlarmContext]]] = {}
+        for e, ctx, backfill in effects:
+            if backfill:
+                late.setdefault(ctx.device or "?", []).append((e, ctx))
+        final = {e.alarm_id: self.states[e.alarm_id]
+                 for items in late.values() for e, _ in items if e.alarm_id in self.states}
+        return PageBatch(live, late, final, now_ms)
 
     def active(self) -> list[AlarmState]:
         """Alarms not in NORM."""

@@ -18,6 +18,15 @@ from facility.config.schema import Config
 from facility.domain.errors import UsageError
 from facility.domain.model import Quality, Sample
 
+SLOW_CHECK_MS = 60_000
+"""Free disk and clock sync are sampled once a minute: both change over minutes to hours,
+and their alarms (DESIGN.md "The monitoring watches itself") need no finer resolution."""
+
+TIME_ERROR = 5
+"""``adjtimex`` return value: the clock is not synchronised (Linux ``<sys/timex.h>``)."""
+STA_UNSYNC = 0x0040
+"""``timex.status`` bit: clock unsynchronised (Linux ``<sys/timex.h>``)."""
+
 
 class ServiceLocked(UsageError):
     """Another service owns the database (exit 2)."""
@@ -78,7 +87,10 @@ class _Timex(ctypes.Structure):
                 ("status", ctypes.c_int), ("constant", ctypes.c_long),
                 ("precision", ctypes.c_long), ("tolerance", ctypes.c_long),
                 ("time_sec", ctypes.c_long), ("time_usec", ctypes.c_long),
-                ("tick", ctypes.c_long), ("pad", ctypes.c_long * 32)]
+                ("tick", ctypes.c_long),
+                # glibc's struct timex goes on for 10 more fields (ppsfreq ... tai) and 11
+                # padding ints, all written by adjtimex: 32 longs cover them with room
+                ("pad", ctypes.c_long * 32)]
 
 
 def clock_unsynchronised() -> bool | None:
@@ -91,7 +103,7 @@ def clock_unsynchronised() -> bool | None:
         return None
     if state < 0:
         return None
-    return bool(state == 5 or tx.status & 0x0040)  # TIME_ERROR or STA_UNSYNC
+    return bool(state == TIME_ERROR or tx.status & STA_UNSYNC)
 
 
 class HealthProbe:
@@ -111,7 +123,7 @@ class HealthProbe:
         out.append(Sample("system.skipped_runs", now, float(skipped - self._skipped_seen)))
         self._skipped_seen = skipped
         if now >= self._next_slow_ms:
-            self._next_slow_ms = now + 60_000
+            self._next_slow_ms = now + SLOW_CHECK_MS
             free_mb = shutil.disk_usage(self.db_dir).free / 1e6
             out.append(Sample("system.free_disk_mb", now, round(free_mb, 1)))
             unsync = clock_unsynchronised()

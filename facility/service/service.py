@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import os
 import signal
@@ -26,17 +27,19 @@ from alarms.lifecycle import Event, mode_suppressed
 from alarms.outbox import OUTBOX_MIGRATIONS, OUTBOX_NAMESPACE
 from alarms.paging import Pager
 from alarms.paging_channels import send_heartbeat
+from alarms.stale import StaleTracker
 from facility.catalogue import Catalogue, build_catalogue
 from facility.config.schema import Config
 from facility.domain.model import Sample, now_ms
 from facility.service.alarm_book import AlarmBook, AlarmMeta, meta_of
 from facility.service.derive import Deriver, HazmatProbe
 from facility.service.health import HealthProbe, ServiceLock, sd_notify
-from facility.service.operator_actions import ActionHandler
+from facility.service.operator_actions import ActionContext, ActionHandler
 from facility.service.socket import ActionServer, socket_path
 from facility.store import Cycle, Store
 from facility.store.keys import audit_key
 from hazmat import ledger
+from hazmat.commands import book as book_movement
 
 log = logging.getLogger("facility.service.service")
 ENGINE_SAVE_EVERY = 10  # cycles; alarm rows are authoritative for "active" on restore
@@ -50,13 +53,21 @@ class Service:
         self.cycle_s = cycle_s
         self.db_path = cfg.db_path
         self.cat: Catalogue = build_catalogue(cfg, cycle_s=cycle_s)
+        self._point_info = {p.id: p for p in self.cat.points}
         self._poller_factory = poller_factory
         self._queue: list[Sample] = []
+        # The store's connection lives on this one thread: every SQLite call goes through it,
+        # and what crosses to it is plain data (a Cycle, a PageBatch), never live state.
         self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="store-writer")
         self.store: Store | None = None
         self.cycles = 0
         self.stopping = asyncio.Event()
         self._lock = ServiceLock(self.db_path)
+        # set by start(); stop() closes whichever of them exist
+        self.poller = None
+        self.server: ActionServer | None = None
+        self.dispatcher: Dispatcher | None = None
+        self._tasks: list[asyncio.Task] = []
         self._build_engine()
 
     # -- set-up -----------------------------------------------------------------------
@@ -71,11 +82,16 @@ class Service:
         metas: dict[str, AlarmMeta] = {}
         for r in self.cat.rules:
             metas[r.alarm_id] = meta_of(r, self.point_device.get(r.point))
-        self.stale_points = {
-            p.id: p.stale_after_s for p in self.cat.points
-            if p.stale_after_s and self.cat.rules_for(p.id)
-            and (p.kind == "measured" or p.quantity == "pressure_diff_zone")
-        }
+        # Stale alarms (DESIGN.md "Stale"): one slot of the alarms.stale kernel per point,
+        # -1 for the points that have none; the clocks start with polling (first cycle).
+        self.stale_points = self.cat.stale_points()
+        self._stale_ids = list(self.stale_points)
+        self._stale_slot = np.full(len(self.cat.points), -1, dtype=np.int64)
+        for k, pid in enumerate(self._stale_ids):
+            self._stale_slot[index[pid]] = k
+        self.stale = StaleTracker(np.array([self.stale_points[pid] for pid in self._stale_ids],
+                                           dtype=np.float64))
+        self._stale_started = False
         for pid in self.stale_points:
             dev = self.point_device[pid]
             metas[f"{pid}:stale"] = AlarmMeta(
@@ -93,25 +109,33 @@ class Service:
                               if lvl == "alert" and (p, side, mode, "action") in level]
 
     def _zone_of(self, pid: str) -> str | None:
-        return next((p.zone for p in self.cat.points if p.id == pid), None)
+        p = self._point_info.get(pid)
+        return p.zone if p is not None else None
 
     def _site_of(self, pid: str) -> str | None:
-        return next((p.site for p in self.cat.points if p.id == pid), None)
+        p = self._point_info.get(pid)
+        return p.site if p is not None else None
 
-    def _open_store(self) -> None:
-        """Runs on the writer thread: the connection lives there."""
+    def _open_store(self) -> tuple[Store, int, dict]:
+        """Runs on the writer thread (the connection lives there); returns, for the event
+        loop, the store, the config version and what was stored before (plain rows)."""
         key = audit_key(self.cfg, create=True)
-        self.store = Store(self.db_path, key=key)
-        self.store.add_migrations(OUTBOX_NAMESPACE, OUTBOX_MIGRATIONS)
-        self.store.add_migrations(ledger.NAMESPACE, ledger.LEDGER_MIGRATIONS)
-        self.store.register_points(self.cat.infos)
-        self.config_version = self.store.record_config(self.cfg.text, self.cfg.sha256)
-        self._restored = {
-            "alarms": self.store.alarms(),
-            "engine": self.store.engine_state(),
-            "modes": self.store.zone_modes(),
-            "latest": self.store.latest(),
-        }
+        store = Store(self.db_path, key=key)
+        try:
+            store.add_migrations(OUTBOX_NAMESPACE, OUTBOX_MIGRATIONS)
+            store.add_migrations(ledger.NAMESPACE, ledger.LEDGER_MIGRATIONS)
+            store.register_points(self.cat.infos)
+            version = store.record_config(self.cfg.text, self.cfg.sha256)
+            restored = {
+                "alarms": store.alarms(),
+                "engine": store.engine_state(),
+                "modes": store.zone_modes(),
+                "latest": store.latest(),
+            }
+        except BaseException:
+            store.close()
+            raise
+        return store, version, restored
 
     async def _in_writer(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
@@ -119,7 +143,7 @@ class Service:
     async def start(self) -> None:
         """Lock, open, restore, compile kernels, start pollers, socket and dispatcher."""
         self._lock.acquire()
-        await self._in_writer(self._open_store)
+        self.store, self.config_version, self._restored = await self._in_writer(self._open_store)
         self.book = AlarmBook(self.cfg, self.metas, self.config_version)
         restored = self.book.restore(self._restored["alarms"])
         self.engine.load_state(self._restored["engine"] or {})
@@ -136,7 +160,13 @@ class Service:
         self.last_good: dict[str, int] = {pid: start for pid in self.stale_points}
         self.pager = Pager(self.cfg.paging, self.cfg.facility.id)
         self.dispatcher = Dispatcher(self.db_path, self.cfg.paging)
-        self.actions = ActionHandler(self)
+        self.actions = ActionHandler(ActionContext(
+            cfg=self.cfg, book=self.book, modes=self.modes, resuppress=self._mode_suppression,
+            flush=lambda: self._flush([], now_ms()),
+            book_hazmat=lambda login, movement, fields: self._in_writer(
+                lambda: book_movement(self.cfg, self.store, login, movement, fields,
+                                      key=self.store.key,
+                                      config_version=self.store.config_version))))
         self.server = ActionServer(socket_path(self.db_path), self.actions.handle)
         await self.server.start()
         self.poller = self._make_poller()
@@ -222,6 +252,16 @@ class Service:
         sd_notify("WATCHDOG=1")
 
     def _evaluate(self, samples: list[Sample], now: int) -> None:
+        if not self._stale_started:
+            # start() set every stale point's last good time to when polling started (a
+            # restart is not itself a data gap); a stale alarm restored active stays raised
+            # until the point's next good sample instead of clearing and raising again.
+            active = np.array([self.book.states[f"{pid}:stale"].active for pid in self._stale_ids],
+                              dtype=bool)
+            started = np.array([self.last_good[pid] / 1000.0 for pid in self._stale_ids],
+                               dtype=np.float64)
+            self.stale.start(np.where(active, np.nan, started), active)
+            self._stale_started = True
         idx = self.point_index
         rows = [(idx[s.point], s) for s in samples if s.point in idx]
         if not rows:
@@ -232,9 +272,7 @@ class Service:
         value = np.fromiter((np.nan if r[1].value is None else r[1].value for r in rows),
                             dtype=np.float64, count=n)
         good = np.fromiter((r[1].good for r in rows), dtype=bool, count=n)
-        for s in samples:
-            if s.good and s.point in self.last_good and s.ts_ms > self.last_good[s.point]:
-                self.last_good[s.point] = s.ts_ms
+        self.stale.seen(self._stale_slot[point], ts, value, good)
         live_from = now - int(self.cfg.alarms.live_window_s * 1000)
         for tr in self.engine.feed(point, ts, value, good):
             rule = self.cat.rules[int(tr["rule"])]
@@ -277,22 +315,25 @@ class Service:
             self._set_suppressed(alert, self.book.states[action].active, "design", now)
 
     def _stale(self, now: int) -> None:
+        """Live, stale alarms are checked every cycle (DESIGN.md "Stale", alarms.stale):
+        raised with onset last good + stale_after_s, cleared with onset the newest good
+        sample once it is again within stale_after_s of now."""
+        for tr in self.stale.check(now / 1000.0):
+            event = Event.RAISE if tr["event"] > 0 else Event.CLEAR
+            self.book.apply(f"{self._stale_ids[int(tr['point'])]}:stale", event, now_ms=now,
+                            ts_ms=int(round(float(tr["onset"]) * 1000)), by="engine")
         comm = {self.book.metas[aid].device for aid in self._comm_alarms
                 if self.book.states[aid].active}
-        for pid, after_s in self.stale_points.items():
-            aid = f"{pid}:stale"
-            st = self.book.states[aid]
-            last = self.last_good.get(pid, now)
-            stale = now - last > after_s * 1000
-            if stale and not st.active:
-                self.book.apply(aid, Event.RAISE, now_ms=now, ts_ms=last + int(after_s * 1000),
-                                by="engine")
-            elif not stale and st.active:
-                self.book.apply(aid, Event.CLEAR, now_ms=now, ts_ms=last, by="engine")
+        for pid in self._stale_ids:
             # a dead device's stale points are consequences of its comm alarm
-            self._set_suppressed(aid, self.point_device[pid] in comm, "design", now)
+            self._set_suppressed(f"{pid}:stale", self.point_device[pid] in comm, "design", now)
 
     async def _flush(self, samples: list[Sample], now: int, *, save_engine: bool = False) -> None:
+        """Write what is pending as one cycle on the writer thread, and wake the dispatcher.
+
+        Everything the Cycle carries is built here, on the event loop, as data that nothing
+        changes afterwards; the writer thread reads no live state.
+        """
         pending = self.book.pending.take()
         cycle = Cycle(samples=samples, alarms=list(pending.alarms.values()),
                       events=pending.events, audit=pending.audit,
@@ -306,19 +347,12 @@ class Service:
             self.dispatcher.wake()
 
     def _pages(self, effects, now: int):
-        def write(conn):
-            late: dict[str, list] = {}
-            for e, ctx, backfill in effects:
-                if backfill:
-                    late.setdefault(ctx.device or "?", []).append((e, ctx))
-                else:
-                    self.pager.enqueue(conn, [e], ctx, now_ms=now)
-            for device, items in late.items():
-                self.pager.enqueue_backfill(conn, items, self.book.states, device=device,
-                                            t1_ms=min(e.at_ms for e, _ in items),
-                                            t2_ms=max(e.at_ms for e, _ in items), now_ms=now)
-            self.pager.tick(conn, now_ms=now)
-        return write
+        """The paging step of a write: a snapshot taken now, run later on the writer thread.
+
+        The pager keeps no state in memory (its outbox is in the database), so the writer
+        thread may use it; the book's states are copied into the batch here.
+        """
+        return functools.partial(self.book.page_batch(effects, now).write, self.pager)
 
     async def _heartbeat_loop(self) -> None:
         while not self.stopping.is_set():
@@ -333,22 +367,21 @@ class Service:
 
     async def stop(self) -> None:
         """Clean shutdown: stop polling, write what is pending, close everything."""
-        poller = getattr(self, "poller", None)
-        if poller is not None:
-            await poller.stop()
-        if getattr(self, "server", None) is not None:
+        if self.poller is not None:
+            await self.poller.stop()
+        if self.server is not None:
             await self.server.close()
         if self.store is not None:
             try:
                 await self._flush([], now_ms(), save_engine=True)
             except Exception as exc:  # noqa: BLE001 - shutdown must finish; the log says why
                 log.error("final write failed: %s", exc)
-        if getattr(self, "dispatcher", None) is not None:
+        if self.dispatcher is not None:
             self.dispatcher.stop()
-        for t in getattr(self, "_tasks", []):
+        for t in self._tasks:
             t.cancel()
-        await asyncio.gather(*getattr(self, "_tasks", []), return_exceptions=True)
-        if getattr(self, "dispatcher", None) is not None:
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.dispatcher is not None:
             self.dispatcher.close()
         if self.store is not None:
             await self._in_writer(self.store.close)

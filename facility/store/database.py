@@ -82,6 +82,13 @@ class CycleResult:
     digest_id: int | None
     event_ids: list[int]
 
+BUSY_TIMEOUT_S = 10.0
+"""How long a connection waits for another's lock before "database is locked". In WAL mode
+readers never block the writer; what waits is a second writer (normally refused earlier by
+the service lock), a migration on first open, or a reader whose open meets a checkpoint.
+10 s is a choice: long enough for a checkpoint on a slow disk, short enough for a CLI user."""
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -89,7 +96,7 @@ class Store(StoreReaders, StoreRetention):
     """The facility database; the service is the only writer, everyone else opens readonly."""
 
     def __init__(self, path: str, *, readonly: bool = False, key: bytes | None = None,
-                 timeout_s: float = 10.0):
+                 timeout_s: float = BUSY_TIMEOUT_S):
         self.path = os.path.abspath(path)
         self.readonly = readonly
         self.key = key
@@ -97,7 +104,8 @@ class Store(StoreReaders, StoreRetention):
         self._closed = False
         if readonly:
             if not os.path.exists(self.path):
-                raise StoreMissing(f"{self.path}: database does not exist; start the service first")
+                raise StoreMissing(f"{self.path}: database does not exist; start the service with"
+                                  " `facility run` first")
             conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=timeout_s,
                                    isolation_level=None, check_same_thread=False)
         else:
@@ -115,7 +123,7 @@ class Store(StoreReaders, StoreRetention):
             if not readonly:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
-                self._guard(apply_migrations, conn, CORE_NAMESPACE, CORE_MIGRATIONS)
+                self._guard(apply_migrations, self.db, CORE_NAMESPACE, CORE_MIGRATIONS)
                 self._load_caches()
                 self.reconcile()
             else:
@@ -204,7 +212,7 @@ class Store(StoreReaders, StoreRetention):
             raise StoreError(f"migration namespace {namespace!r} is reserved for the store")
         if self.readonly:
             return []
-        return self._guard(apply_migrations, self.conn, namespace, statements)
+        return self._guard(apply_migrations, self.db, namespace, statements)
 
     def append_audit(self, entry: dict) -> dict:
         """Append one audit row in its own transaction (operator actions outside a cycle)."""
@@ -221,18 +229,17 @@ class Store(StoreReaders, StoreRetention):
     def register_points(self, points: list[PointInfo]) -> dict[str, int]:
         """Insert new points and refresh metadata of known ones; ids never change."""
         self._writable()
-        with self.transaction() as conn:
-            for p in points:
-                conn.execute(
-                    "INSERT INTO points (point, device, site, zone, quantity, unit, decimals, gmp,"
-                    " kind, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (point) DO UPDATE SET device = excluded.device,"
-                    " site = excluded.site, zone = excluded.zone, quantity = excluded.quantity,"
-                    " unit = excluded.unit, decimals = excluded.decimals, gmp = excluded.gmp,"
-                    " kind = excluded.kind",
-                    (p.id, p.device, p.site, p.zone, p.quantity, p.unit, p.decimals,
-                     int(p.gmp), p.kind, now_ms()),
-                )
+        rows = {p.id: {"point": p.id, "device": p.device, "site": p.site, "zone": p.zone,
+                       "quantity": p.quantity, "unit": p.unit, "decimals": p.decimals,
+                       "gmp": int(p.gmp), "kind": p.kind} for p in points}
+        known = [r for name, r in rows.items() if name in self._ids]
+        fresh = [r for name, r in rows.items() if name not in self._ids]
+        with self.transaction():
+            table = self.db["points"]
+            # a known point keeps its id and created_ms; only its metadata follows the config
+            table.upsert_all(known, pk="point")
+            created = now_ms()
+            table.insert_all([{**r, "created_ms": created} for r in fresh])
         self._load_points()
         return {p.id: self._ids[p.id] for p in points}
 
@@ -243,14 +250,13 @@ class Store(StoreReaders, StoreRetention):
         the changed top-level sections and a diff summary against the previous version.
         """
         with self.transaction() as conn:
-            row = conn.execute("SELECT id FROM config_versions WHERE sha256 = ?", (sha256,)).fetchone()
+            versions = self.db["config_versions"]
+            row = next(versions.rows_where("sha256 = ?", [sha256], select="id"), None)
             if row:
-                version = row[0]
+                version = row["id"]
             else:
-                version = conn.execute(
-                    "INSERT INTO config_versions (sha256, text, loaded_ms, actor) VALUES (?, ?, ?, ?)",
-                    (sha256, text, now_ms(), actor),
-                ).lastrowid
+                version = versions.insert({"sha256": sha256, "text": text, "loaded_ms": now_ms(),
+                                           "actor": actor}).last_pk
             if version != self.config_version:
                 prev_text = None
                 if self.config_version is not None:
@@ -263,12 +269,9 @@ class Store(StoreReaders, StoreRetention):
                 self._audit(conn, {"action": "config_loaded", "actor": actor,
                                    "subject": f"config v{version}", "details": details,
                                    "config_version": version})
-                conn.execute(
-                    "INSERT INTO service_state (key, value, updated_ms) VALUES ('config_version', ?, ?)"
-                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
-                    " updated_ms = excluded.updated_ms",
-                    (_dumps(version), now_ms()),
-                )
+                self.db["service_state"].upsert(
+                    {"key": "config_version", "value": _dumps(version), "updated_ms": now_ms()},
+                    pk="key")
         self.config_version = version
         return version
 
@@ -280,17 +283,17 @@ class Store(StoreReaders, StoreRetention):
         new, late, dups = self._classify(cycle.samples)
         days = {day_of(r[1]) for r in new} | {day_of(r[1]) for r in late}
         schemas = self._guard(self._parts.ensure, days)
-        try:
-            self._guard(self.conn.execute, "BEGIN IMMEDIATE")
-        except StoreLocked:
-            raise
+        self._guard(self.conn.execute, "BEGIN IMMEDIATE")
         try:
             result = self._write(cycle, new, late, dups, schemas)
+            self._guard(self.conn.execute, "COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            # A failed COMMIT (disk full, I/O error) leaves the transaction open: roll it
+            # back too, so the next cycle can begin and the caches match the files again.
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
             self._load_caches()
             raise
-        self._guard(self.conn.execute, "COMMIT")
         return result
 
     def _classify(self, samples: list[Sample]):
@@ -316,7 +319,41 @@ class Store(StoreReaders, StoreRetention):
         return new, late, dups
 
     def _write(self, cycle: Cycle, new, late, dups, schemas) -> CycleResult:
+        """The steps of one cycle, inside the caller's transaction, in this order.
+
+        Samples come first because what they store (``accepted``) feeds latest, the
+        aggregates and the digest; the digest comes last because it covers the cycle's
+        samples and events and its id is the cycle number the partitions record. The
+        in-memory caches move only after every step succeeded (a rollback reloads them).
+        """
         conn = self.conn
+        by_day, accepted, dups = self._write_samples(conn, new, late, dups, schemas)
+        self._write_latest(conn, new)
+        changed = self._write_aggregates(conn, accepted)
+        self._write_alarms(conn, cycle.alarms)
+        event_ids = self._write_events(conn, cycle.events)
+        now = now_ms()
+        self._write_state(conn, cycle, now)
+        self._write_zone_modes(conn, cycle.zone_modes, now)
+        self._run_extra(conn, cycle.extra)
+        self._write_audit(conn, cycle.audit)
+        digest_id = None
+        if accepted or cycle.events:
+            digest_id = self._digest(conn, cycle, accepted, dups, by_day)["id"]
+            self._record_partitions(conn, by_day, schemas, digest_id, now)
+        self._advance_caches(new, changed)
+        return CycleResult(len(accepted), dups, digest_id, event_ids)
+
+    # ---- the steps of a cycle ---------------------------------------------------------
+
+    def _write_samples(self, conn, new, late, dups, schemas):
+        """Samples into their day partitions; returns ``(by_day, accepted, dups)``.
+
+        Certainly-new rows go in one ``executemany`` per day (the hot path, measured in
+        ``benchmarks/bench_store.py``); a maybe-repeated row goes alone with ``INSERT OR
+        IGNORE`` so that first wins and a repeat counts as a duplicate, not an error.
+        ``accepted`` (time order) is what the aggregates and the digest cover.
+        """
         by_day: dict[str, list] = {}
         for row in new:
             by_day.setdefault(day_of(row[1]), []).append(row)
@@ -334,8 +371,15 @@ class Store(StoreReaders, StoreRetention):
         for row in accepted_late:
             by_day.setdefault(day_of(row[1]), []).append(row)
         accepted = sorted(new + accepted_late, key=lambda r: (r[1], r[0]))
+        return by_day, accepted, dups
 
-        # latest: newest sample per point among the certainly-new ones
+    def _write_latest(self, conn, new) -> None:
+        """Upsert ``latest``: the newest sample per point among the certainly-new ones.
+
+        Backfill never moves ``latest`` back. ``good_ts_ms``/``good_value`` keep the last
+        good reading when this one is not (the TUI shows how old the last good value is).
+        Raw ``executemany``: one row per point every cycle, the hot path.
+        """
         now = now_ms()
         newest: dict[int, list] = {}
         for pid, ts, value, q in new:
@@ -356,6 +400,12 @@ class Store(StoreReaders, StoreRetention):
             newest.values(),
         )
 
+    def _write_aggregates(self, conn, accepted) -> dict[int, list]:
+        """Fold accepted samples into the open buckets; merge closed buckets and backfill.
+
+        Returns the changed open rows, which become the in-memory ``_open`` only after the
+        transaction's other steps succeeded. Raw ``executemany``: per-cycle hot path.
+        """
         changed, merges = accumulate(self._open, accepted)
         for res, parts in merges.items():
             table, col, _size, _k = RESOLUTIONS[res]
@@ -366,60 +416,94 @@ class Store(StoreReaders, StoreRetention):
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(pid, *acc) for pid, acc in changed.items()],
         )
+        return changed
 
-        for alarm in cycle.alarms:
+    def _write_alarms(self, conn, alarms: list[dict]) -> None:
+        """Upsert alarm rows before their events, so an event never names a missing alarm."""
+        for alarm in alarms:
             upsert_alarm(conn, alarm)
-        event_ids = [insert_event(conn, ev, self.config_version) for ev in cycle.events]
-        now = now_ms()
-        for name, table, col in (("engine_state", "engine_state", "json"),
-                                 ("service_state", "service_state", "value")):
-            items = getattr(cycle, name)
+
+    def _write_events(self, conn, events: list[dict]) -> list[int]:
+        """Append event rows one by one: the caller gets each event's id (paging refers to it)."""
+        return [insert_event(conn, ev, self.config_version) for ev in events]
+
+    def _write_state(self, conn, cycle: Cycle, now: int) -> None:
+        """Upsert ``engine_state`` and ``service_state`` with raw SQL.
+
+        The service restores the engine from ``engine_state`` and the heartbeat in
+        ``service_state`` tells readers the writer is alive. The heartbeat is written every
+        cycle, so this is the hot path: sqlite-utils' ``upsert_all`` reads the table schema on
+        each call and measured 17.7 x slower per row (``benchmarks/bench_store.py``).
+        """
+        for table, col in (("engine_state", "json"), ("service_state", "value")):
+            items = getattr(cycle, table)
             if items:
                 conn.executemany(
-                    f"INSERT INTO {table} (key, {col}, updated_ms) VALUES (?, ?, ?)"
-                    f" ON CONFLICT (key) DO UPDATE SET {col} = excluded.{col},"
-                    " updated_ms = excluded.updated_ms",
-                    [(k, _dumps(v), now) for k, v in items.items()],
-                )
-        for zm in cycle.zone_modes:
+                    f"INSERT INTO {table} (key, {col}, updated_ms) VALUES (?, ?, ?) "
+                    f"ON CONFLICT(key) DO UPDATE SET {col} = excluded.{col}, "
+                    "updated_ms = excluded.updated_ms",
+                    [(k, _dumps(v), now) for k, v in items.items()])
+
+    def _write_zone_modes(self, conn, zone_modes: list[dict], now: int) -> None:
+        """Replace each changed zone's mode row; a row with an unknown key is refused whole.
+
+        ``since_ms`` defaults to the cycle's time, ``actor`` and ``reason`` to none.
+        """
+        for zm in zone_modes:
             unknown = set(zm) - set(ZONE_MODE_COLUMNS)
             if unknown:
                 raise StoreError(f"zone_modes row: unknown keys {sorted(unknown)}")
-            conn.execute(
-                "INSERT OR REPLACE INTO zone_modes (zone, mode, since_ms, actor, reason)"
-                " VALUES (:zone, :mode, :since_ms, :actor, :reason)",
-                {"since_ms": now, "actor": None, "reason": None, **zm},
-            )
-        for fn in cycle.extra:
+        self.db["zone_modes"].insert_all(
+            [{"since_ms": now, "actor": None, "reason": None, **zm} for zm in zone_modes],
+            replace=True)
+
+    def _run_extra(self, conn, extra: list[Callable[[sqlite3.Connection], None]]) -> None:
+        """Other modules' writers (paging outbox) share the cycle's transaction.
+
+        They run after the alarm and event rows, so what they read on ``conn`` includes
+        this cycle's transitions; one raising rolls back the whole cycle.
+        """
+        for fn in extra:
             fn(conn)
-        for entry in cycle.audit:
+
+    def _write_audit(self, conn, entries: list[dict]) -> None:
+        """Append the cycle's audit rows (operator actions) to the chain before its digest."""
+        for entry in entries:
             self._audit(conn, entry)
 
-        digest_id = None
-        if accepted or cycle.events:
-            digest_id = self._digest(conn, cycle, accepted, dups, by_day)["id"]
-            for day, rows in by_day.items():
-                tss = [r[1] for r in rows]
-                conn.execute(
-                    f"INSERT INTO {schemas[day]}.cycles VALUES (?, ?, ?, ?)",
-                    (digest_id, len(rows), min(tss), max(tss)),
-                )
-                gmp = int(any(r[0] in self._gmp for r in rows))
-                conn.execute(
-                    "INSERT INTO partition_state (day, rows, min_ts_ms, max_ts_ms, has_gmp,"
-                    " last_cycle, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (day) DO UPDATE SET rows = rows + excluded.rows,"
-                    " min_ts_ms = min(min_ts_ms, excluded.min_ts_ms),"
-                    " max_ts_ms = max(max_ts_ms, excluded.max_ts_ms),"
-                    " has_gmp = max(has_gmp, excluded.has_gmp),"
-                    " last_cycle = excluded.last_cycle, updated_ms = excluded.updated_ms",
-                    (day, len(rows), min(tss), max(tss), gmp, digest_id, now),
-                )
-        # in-memory state follows only what this transaction wrote; reloaded if it rolls back
+    def _record_partitions(self, conn, by_day, schemas, digest_id: int, now: int) -> None:
+        """Record, per day, the cycle's row count on both sides of the file boundary.
+
+        The partition's ``cycles`` and the main database's ``partition_state`` are what
+        :meth:`reconcile` compares after a crash during COMMIT (see the module docstring).
+        """
+        for day, rows in by_day.items():
+            tss = [r[1] for r in rows]
+            conn.execute(
+                f"INSERT INTO {schemas[day]}.cycles VALUES (?, ?, ?, ?)",
+                (digest_id, len(rows), min(tss), max(tss)),
+            )
+            gmp = int(any(r[0] in self._gmp for r in rows))
+            conn.execute(
+                "INSERT INTO partition_state (day, rows, min_ts_ms, max_ts_ms, has_gmp,"
+                " last_cycle, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (day) DO UPDATE SET rows = rows + excluded.rows,"
+                " min_ts_ms = min(min_ts_ms, excluded.min_ts_ms),"
+                " max_ts_ms = max(max_ts_ms, excluded.max_ts_ms),"
+                " has_gmp = max(has_gmp, excluded.has_gmp),"
+                " last_cycle = excluded.last_cycle, updated_ms = excluded.updated_ms",
+                (day, len(rows), min(tss), max(tss), gmp, digest_id, now),
+            )
+
+    def _advance_caches(self, new, changed: dict[int, list]) -> None:
+        """Move the in-memory newest-ts and open buckets to what this transaction wrote.
+
+        Called last inside the transaction; if COMMIT then fails, ``write_cycle`` reloads
+        both from the database.
+        """
         for pid, ts, *_ in new:
             self._latest_ts[pid] = ts
         self._open.update({pid: tuple(acc) for pid, acc in changed.items()})
-        return CycleResult(len(accepted), dups, digest_id, event_ids)
 
     def _digest(self, conn, cycle: Cycle, accepted, dups, by_day) -> dict:
         """Append the cycle's ``cycle_digest`` audit row covering its samples and events."""

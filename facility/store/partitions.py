@@ -1,7 +1,7 @@
 """Day partitions of raw samples: one SQLite file per UTC day beside the main database.
 
 ``<db>.d/samples-YYYY-MM-DD.db`` holds ``samples`` (keyed time-major, see
-``store_schema.PARTITION_DDL``) and ``cycles`` (which cycle wrote how many rows). The writer
+``schema.PARTITION_DDL``) and ``cycles`` (which cycle wrote how many rows). The writer
 ATTACHes the partitions a cycle needs before ``BEGIN IMMEDIATE``, so one transaction covers
 the main database and the partitions (atomic per file; see ``Store`` for crash safety across
 files). Readers open partitions read-only, one short transaction per chunk.
@@ -16,7 +16,7 @@ from collections import OrderedDict
 from datetime import datetime, timezone
 
 from facility.store.errors import StoreError
-from facility.store.schema import PARTITION_DDL, _split
+from facility.store.schema import PARTITION_DDL, split_statements
 
 DAY_MS = 86_400_000
 MAX_ATTACHED = 6
@@ -110,7 +110,7 @@ class AttachedPartitions:
             self.conn.execute("ATTACH DATABASE ? AS " + s, (partition_path(self.db_path, day),))
             self.conn.execute(f"PRAGMA {s}.journal_mode=WAL")
             self.conn.execute(f"PRAGMA {s}.synchronous=NORMAL")
-            for stmt in _split(PARTITION_DDL.format(s=s)):
+            for stmt in split_statements(PARTITION_DDL.format(s=s)):
                 self.conn.execute(stmt)
             self._attached[day] = s
         return {d: self._attached[d] for d in days}
