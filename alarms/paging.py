@@ -28,9 +28,9 @@ from alarms import outbox
 from alarms.lifecycle import AlarmState, Effect, State
 from facility.config.schema import PagingCfg, Route
 from facility.domain.model import iso_ms
+from facility.domain.vocab import PRIORITIES as PRIORITY_ORDER
 
 SEVERITY = {"critical": "critical", "high": "error", "medium": "warning", "low": "info"}
-PRIORITY_ORDER = ("critical", "high", "medium", "low")
 
 
 @dataclass(frozen=True)

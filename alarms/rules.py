@@ -18,6 +18,7 @@ from alarms.standards import annex1_limit, iso14644_limit
 from facility.config.checks import check_order, parse_pair
 from facility.config.schema import Config, LimitSpec, Zone
 from facility.domain.model import LIMIT_NAMES, limit_side
+from facility.domain.vocab import ZONE_MODES as MODES
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,6 @@ class RulePoint:
     door: bool = False  # cascade points: a door contact between the rooms (door_grace_s)
 
 
-MODES = ("at_rest", "in_operation")
 # One record of a 1 CFM counter sampling 60 s: 28.3168 L (reference/particle-counter-modbus.md).
 NOMINAL_RECORD_VOLUME_L = 28.3168
 # Annex 1 (2022) note on occasional false counts of >=5 um particles: M of N rules.

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from facility.domain.vocab import ZONE_MODES
+
 # -- ISO 14644-1:2015 (reference §1) ----------------------------------------------------
 
 ISO_SIZES_UM: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5, 1.0, 5.0)
@@ -152,7 +154,7 @@ def annex1_limit(grade: str, occupancy: str, size_um: float,
     g = str(grade).strip().upper()
     if g not in ("A", "B", "C", "D"):
         raise ValueError(f"grade={grade!r} is not an Annex 1 grade; use A, B, C or D")
-    if occupancy not in ("at_rest", "in_operation"):
+    if occupancy not in ZONE_MODES:
         raise ValueError(f"occupancy={occupancy!r} must be 'at_rest' or 'in_operation'")
     try:
         d = float(size_um)

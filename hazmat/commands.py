@@ -1,15 +1,16 @@
 """The library side of ``facility hazmat stock|receive|issue|move|check``.
 
-The top-level CLI parses arguments, determines the actor from the OS login, opens the
-database and calls these; each returns the lines to print on stdout. A refused request
-raises :class:`~hazmat.classes.HazmatError` (one line for stderr, exit 2) with nothing
-written. ``cmd_check`` returns exit code 1 when any *action* or *alert* finding exists
-(DESIGN.md "The command line": 1 = a check found a problem).
+The top-level CLI parses arguments, determines the actor from the OS login and calls these
+with a store (read-only for ``stock`` and ``check``); each returns the lines to print. A
+movement is booked with :func:`book`: by the running service, on its writer thread, when a
+request arrives over the action socket, or by the command itself through the store when no
+service runs. A refused request raises :class:`~hazmat.classes.HazmatError` (one line for
+stderr, exit 2) with nothing written. ``cmd_check`` returns exit code 1 when any *action*
+or *alert* finding exists (DESIGN.md "The command line": 1 = a check found a problem).
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections import defaultdict
 from typing import Any, Mapping
 
@@ -17,14 +18,16 @@ from facility.config.schema import Config
 from hazmat import ledger
 from hazmat.checks import run_checks, segregation_findings
 from hazmat.classes import HazmatError
+from hazmat.ledger import Db
 from hazmat.licence import check_licences, licensed_totals
 
-__all__ = ["HazmatError", "cmd_check", "cmd_issue", "cmd_move", "cmd_receive", "cmd_stock"]
+__all__ = ["MOVEMENTS", "HazmatError", "book", "cmd_check", "cmd_issue", "cmd_move",
+           "cmd_receive", "cmd_stock"]
 
 
-def _place_warnings(cfg: Config, conn: sqlite3.Connection, store: str, compartment: str) -> list[str]:
+def _place_warnings(cfg: Config, db: Db, store: str, compartment: str) -> list[str]:
     """Warnings after a movement: segregation in the target compartment, the store's licence."""
-    containers = ledger.stock(conn)
+    containers = ledger.stock(db)
     here = [c for c in containers if (c.store, c.compartment) == (store, compartment)]
     lines = [f"warning: {f.line()}" for f in segregation_findings(cfg, here)]
     known = {s.id for s in cfg.hazmat.substances}
@@ -48,41 +51,41 @@ def _done(m: ledger.Movement) -> str:
             f" by {m.actor} (audit #{m.audit_id})")
 
 
-def cmd_receive(cfg: Config, conn: sqlite3.Connection, actor: str, container: str,
+def cmd_receive(cfg: Config, db: Db, actor: str, container: str,
                 substance: str, quantity: float, unit: str, store: str, compartment: str,
                 reason: str, *, key: bytes | None = None,
                 config_version: int | None = None) -> list[str]:
     """Book a new container in; the lines name the movement and any new segregation or
     licence problem it caused (the receipt itself is not refused for those: the goods are
     physically there, and the ledger must say so)."""
-    m = ledger.receive(conn, cfg.hazmat, actor=actor, container=container, substance=substance,
+    m = ledger.receive(db, cfg.hazmat, actor=actor, container=container, substance=substance,
                        quantity=quantity, unit=unit, store=store, compartment=compartment,
                        reason=reason, key=key, config_version=config_version)
-    return [_done(m), *_place_warnings(cfg, conn, store, compartment)]
+    return [_done(m), *_place_warnings(cfg, db, store, compartment)]
 
 
-def cmd_issue(cfg: Config, conn: sqlite3.Connection, actor: str, container: str,
+def cmd_issue(cfg: Config, db: Db, actor: str, container: str,
               quantity: float, unit: str, reason: str, *, key: bytes | None = None,
               config_version: int | None = None) -> list[str]:
     """Issue part or all of a container; over-issue is refused with nothing written."""
-    m = ledger.issue(conn, cfg.hazmat, actor=actor, container=container, quantity=quantity,
+    m = ledger.issue(db, cfg.hazmat, actor=actor, container=container, quantity=quantity,
                      unit=unit, reason=reason, key=key, config_version=config_version)
     return [_done(m)]
 
 
-def cmd_move(cfg: Config, conn: sqlite3.Connection, actor: str, container: str, store: str,
+def cmd_move(cfg: Config, db: Db, actor: str, container: str, store: str,
              compartment: str, reason: str, *, key: bytes | None = None,
              config_version: int | None = None) -> list[str]:
     """Move a whole container; the lines warn about segregation in its new compartment."""
-    m = ledger.move(conn, cfg.hazmat, actor=actor, container=container, store=store,
+    m = ledger.move(db, cfg.hazmat, actor=actor, container=container, store=store,
                     compartment=compartment, reason=reason, key=key,
                     config_version=config_version)
-    return [_done(m), *_place_warnings(cfg, conn, store, compartment)]
+    return [_done(m), *_place_warnings(cfg, db, store, compartment)]
 
 
-def cmd_stock(cfg: Config, conn: sqlite3.Connection) -> list[str]:
+def cmd_stock(cfg: Config, db: Db) -> list[str]:
     """Containers per store and compartment, then each licensed class against its maximum."""
-    containers = ledger.stock(conn)
+    containers = ledger.stock(db)
     lines: list[str] = []
     by_store: dict[str, list[ledger.Container]] = defaultdict(list)
     for c in containers:
@@ -112,12 +115,38 @@ def cmd_stock(cfg: Config, conn: sqlite3.Connection) -> list[str]:
     return lines
 
 
-def cmd_check(cfg: Config, conn: sqlite3.Connection,
+def cmd_check(cfg: Config, db: Db,
               latest: Mapping[str, Any] | None = None) -> tuple[list[str], int]:
     """All findings, most severe first; exit code 1 if any is an action or alert, else 0."""
-    findings = run_checks(cfg, conn, latest)
+    findings = run_checks(cfg, db, latest)
     lines = [f.line() for f in findings]
     problems = sum(1 for f in findings if f.severity in ("action", "alert"))
     lines.append(f"{problems} problem(s), {len(findings) - problems} note(s)"
                  if findings else "no problems found")
     return lines, (1 if problems else 0)
+
+
+MOVEMENTS: dict[str, tuple[str, ...]] = {
+    "receive": ("container", "substance", "quantity", "unit", "store", "compartment", "reason"),
+    "issue": ("container", "quantity", "unit", "reason"),
+    "move": ("container", "store", "compartment", "reason"),
+}
+"""Each movement and the fields its request carries (the CLI's options, the socket's keys)."""
+
+
+def book(cfg: Config, db: Db, actor: str, movement: str, fields: Mapping[str, Any], *,
+         key: bytes | None = None, config_version: int | None = None) -> list[str]:
+    """Book one movement request; the lines of :func:`cmd_receive` / ``cmd_issue`` / ``cmd_move``.
+
+    ``fields`` may hold more keys than the movement needs (a whole socket request); a
+    missing one is refused with nothing written, as is an unknown movement.
+    """
+    names = MOVEMENTS.get(movement)
+    if names is None:
+        raise HazmatError(f"hazmat movement {movement!r} is not one of {', '.join(MOVEMENTS)}")
+    missing = [n for n in names if fields.get(n) is None]
+    if missing:
+        raise HazmatError(f"hazmat {movement}: {', '.join(missing)} missing from the request")
+    cmd = {"receive": cmd_receive, "issue": cmd_issue, "move": cmd_move}[movement]
+    return cmd(cfg, db, actor, **{n: fields[n] for n in names}, key=key,
+               config_version=config_version)

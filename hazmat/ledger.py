@@ -9,6 +9,11 @@ serialise and can never both pass the "enough stock" check. A refused request ra
 
 Quantities are rounded to :data:`DECIMALS` places so repeated partial issues cannot drift
 (0.1 issued ten times empties a 1 L bottle exactly).
+
+Every function takes a :class:`facility.store.Store` or a bare connection (``Db``). The
+service passes its own store, on its writer thread, so it stays the one writer while it runs
+(``facility hazmat receive|issue|move`` reach it over the action socket); with a Store, the
+write lock is taken through ``Store.transaction`` so a lock timeout is ``StoreLocked``.
 """
 
 from __future__ import annotations
@@ -17,12 +22,15 @@ import math
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Union
 
 from facility.config.schema import HazmatCfg
 from facility.domain.model import now_ms
-from facility.store import audit
+from facility.store import Store, audit
 from hazmat.classes import HazmatError
+
+Db = Union[Store, sqlite3.Connection]
+"""A store (the service's, or a command's read-only open) or a bare connection (tests, tools)."""
 
 NAMESPACE = "hazmat"
 """Migration namespace passed to ``Store.add_migrations``."""
@@ -111,10 +119,20 @@ def ensure_schema(conn: sqlite3.Connection) -> list[int]:
     return apply_migrations(conn, NAMESPACE, LEDGER_MIGRATIONS)
 
 
+def _conn(db: Db) -> sqlite3.Connection:
+    """The connection behind a Store, or the connection itself."""
+    return getattr(db, "conn", db)
+
+
 @contextmanager
-def _immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+def _immediate(db: Db) -> Iterator[sqlite3.Connection]:
+    conn = _conn(db)
     if conn.in_transaction:
         raise HazmatError("hazmat ledger: a movement must start its own transaction; commit first")
+    if isinstance(db, Store):  # its transaction maps busy/locked to StoreLocked (exit 3)
+        with db.transaction() as c:
+            yield c
+        return
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
@@ -188,7 +206,7 @@ def _record(conn, *, kind, ts_ms, c: Container, quantity, frm, to, actor, reason
                     frm[0], frm[1], to[0], to[1], actor, reason, arow["id"], remaining)
 
 
-def receive(conn: sqlite3.Connection, hz: HazmatCfg, *, actor: str, container: str,
+def receive(db: Db, hz: HazmatCfg, *, actor: str, container: str,
             substance: str, quantity: float, unit: str, store: str, compartment: str,
             reason: str, key: bytes | None = None, ts_ms: int | None = None,
             config_version: int | None = None) -> Movement:
@@ -206,7 +224,7 @@ def receive(conn: sqlite3.Connection, hz: HazmatCfg, *, actor: str, container: s
                           f"give the quantity in {sub.unit}")
     _place(hz, store, compartment, what)
     ts = int(ts_ms if ts_ms is not None else now_ms())
-    with _immediate(conn):
+    with _immediate(db) as conn:
         if conn.execute("SELECT 1 FROM hazmat_containers WHERE container_id = ?",
                         (container,)).fetchone():
             raise HazmatError(f"{what}: container id {container!r} is already in the ledger; "
@@ -221,7 +239,7 @@ def receive(conn: sqlite3.Connection, hz: HazmatCfg, *, actor: str, container: s
                        config_version=config_version)
 
 
-def issue(conn: sqlite3.Connection, hz: HazmatCfg, *, actor: str, container: str,
+def issue(db: Db, hz: HazmatCfg, *, actor: str, container: str,  # noqa: ARG001 - as receive/move
           quantity: float, unit: str, reason: str, key: bytes | None = None,
           ts_ms: int | None = None, config_version: int | None = None) -> Movement:
     """Take a quantity out of a container (to use it); refuses more than it holds."""
@@ -229,7 +247,7 @@ def issue(conn: sqlite3.Connection, hz: HazmatCfg, *, actor: str, container: str
     actor, reason = _text(actor, "actor", what), _text(reason, "reason", what)
     q = _qty(quantity, what)
     ts = int(ts_ms if ts_ms is not None else now_ms())
-    with _immediate(conn):
+    with _immediate(db) as conn:
         c = _container(conn, container, what)
         if unit != c.unit:
             raise HazmatError(f"{what}: unit {unit!r} does not match the container's unit "
@@ -245,7 +263,7 @@ def issue(conn: sqlite3.Connection, hz: HazmatCfg, *, actor: str, container: str
                        reason=reason, remaining=left, key=key, config_version=config_version)
 
 
-def move(conn: sqlite3.Connection, hz: HazmatCfg, *, actor: str, container: str, store: str,
+def move(db: Db, hz: HazmatCfg, *, actor: str, container: str, store: str,
          compartment: str, reason: str, key: bytes | None = None, ts_ms: int | None = None,
          config_version: int | None = None) -> Movement:
     """Move a whole container to another store or compartment."""
@@ -253,7 +271,7 @@ def move(conn: sqlite3.Connection, hz: HazmatCfg, *, actor: str, container: str,
     actor, reason = _text(actor, "actor", what), _text(reason, "reason", what)
     _place(hz, store, compartment, what)
     ts = int(ts_ms if ts_ms is not None else now_ms())
-    with _immediate(conn):
+    with _immediate(db) as conn:
         c = _container(conn, container, what)
         if (c.store, c.compartment) == (store, compartment):
             raise HazmatError(f"{what}: already in {store}/{compartment}; nothing to move")
@@ -265,15 +283,24 @@ def move(conn: sqlite3.Connection, hz: HazmatCfg, *, actor: str, container: str,
                        config_version=config_version)
 
 
-def stock(conn: sqlite3.Connection, store: str | None = None,
+def stock(db: Db, store: str | None = None,
           include_empty: bool = False) -> list[Container]:
-    """Containers as they stand (one SELECT, so one consistent snapshot), ordered by place."""
+    """Containers as they stand (one SELECT, so one consistent snapshot), ordered by place.
+
+    Empty where the ledger was never created (a database the service has not opened since
+    the ledger existed): nothing is stocked there.
+    """
     sql = ("SELECT container_id, substance, store, compartment, quantity, unit, received_ms"
            " FROM hazmat_containers WHERE (? IS NULL OR store = ?)")
     if not include_empty:
         sql += " AND quantity > 0"
     sql += " ORDER BY store, compartment, substance, container_id"
-    return [Container(*r) for r in conn.execute(sql, (store, store))]
+    try:
+        return [Container(*r) for r in _conn(db).execute(sql, (store, store))]
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []
+        raise
 
 
 def stock_rows(containers: list[Container]) -> list[tuple[str, str, float, str]]:
@@ -281,9 +308,9 @@ def stock_rows(containers: list[Container]) -> list[tuple[str, str, float, str]]
     return [(c.store, c.substance, c.quantity, c.unit) for c in containers]
 
 
-def movements(conn: sqlite3.Connection, container: str | None = None) -> list[Movement]:
+def movements(db: Db, container: str | None = None) -> list[Movement]:
     """Movement history (oldest first), optionally of one container; ``remaining`` is NaN."""
-    rows = conn.execute(
+    rows = _conn(db).execute(
         "SELECT id, ts_ms, container_id, substance, kind, quantity, unit, from_store,"
         " from_compartment, to_store, to_compartment, actor, reason, audit_id"
         " FROM hazmat_movements WHERE (? IS NULL OR container_id = ?) ORDER BY id",

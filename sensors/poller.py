@@ -16,18 +16,19 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from facility.config.schema import Config, Device
-from facility.domain.model import Quality, Sample, iso_ms, now_ms
+from facility.domain.errors import UsageError
+from facility.domain.model import Quality, Sample, now_ms
 from sensors.counter import Counter
 from sensors.health import DeviceHealth
 from sensors.modbus import COMM_KINDS, ConnectionPool, CounterClient, ReadFailure, UnitClient
@@ -224,12 +225,16 @@ class Poller:
         self.pool.close()
 
 
+class UnknownDevice(UsageError):
+    """A device id that is not in the configuration (exit 2)."""
+
+
 async def poll_once(cfg: Config, device_id: str | None = None) -> list[Sample]:
     """Read every device (or one) once, connections concurrently; for ``facility poll --once``."""
     if device_id is not None and device_id not in {d.id for d in cfg.devices}:
-        raise KeyError(f"device {device_id!r} is not configured; known: "
-                       f"{', '.join(d.id for d in cfg.devices)}")
-    poller = Poller(cfg, lambda s: None, devices=[device_id] if device_id else None)
+        raise UnknownDevice(f"device {device_id!r} is not configured; known: "
+                            f"{', '.join(d.id for d in cfg.devices)}")
+    poller = Poller(cfg, lambda _samples: None, devices=[device_id] if device_id else None)
     try:
         results = await asyncio.gather(*(j.cycle(force=True) for j in poller.jobs.values()))
     finally:
@@ -237,46 +242,19 @@ async def poll_once(cfg: Config, device_id: str | None = None) -> list[Sample]:
     return [s for batch in results for s in batch]
 
 
-def _unit_of(cfg: Config) -> dict[str, tuple[str, str]]:
-    from sensors.points import expand_points
+@dataclass(frozen=True)
+class PollResult:
+    """What ``facility poll --once`` read: the samples, and whether every device was dead."""
 
-    return {p.id: (p.device, p.unit) for p in expand_points(cfg)}
-
-
-def format_poll_json(samples: Iterable[Sample], cfg: Config) -> list[str]:
-    """One JSON object per sample: device, point, ts, value, quality, unit (DESIGN.md)."""
-    units = _unit_of(cfg)
-    lines = []
-    for s in samples:
-        device, unit = units.get(s.point, (s.point.split(".", 1)[0], ""))
-        value, quality = s.value, s.quality
-        if value is not None and not math.isfinite(value):
-            value, quality = None, Quality.BAD
-        lines.append(json.dumps({"device": device, "point": s.point, "ts": iso_ms(s.ts_ms),
-                                 "value": value, "quality": quality.label, "unit": unit},
-                                ensure_ascii=False))
-    return lines
+    samples: list[Sample]
+    all_dead: bool  # every polled device gave no answer at all (the CLI exits 3)
 
 
-def format_poll_text(samples: Iterable[Sample], cfg: Config) -> list[str]:
-    """Aligned human-readable lines: point, value unit, quality, time."""
-    units = _unit_of(cfg)
-    lines = []
-    for s in samples:
-        unit = units.get(s.point, ("", ""))[1]
-        val = "-" if s.value is None else f"{s.value:g}"
-        lines.append(f"{s.point:<36} {val:>12} {unit:<9} {s.quality.label:<5} {iso_ms(s.ts_ms)}")
-    return lines
+def read_once(cfg: Config, device: str | None = None) -> PollResult:
+    """Read every device (or one) once, for ``facility poll --once``; the CLI formats it.
 
-
-def poll_command(cfg: Config, device: str | None = None, as_json: bool = False) -> tuple[list[str], int]:
-    """``facility poll [--device ID] --once [--json]``: (lines for stdout, exit code).
-
-    Exit 3 when every polled device is dead (no answer at all), else 0. Raises KeyError
-    for an unknown device id (the CLI turns it into one line and exit 2).
+    Raises :class:`UnknownDevice` for a device id that is not configured.
     """
     samples = asyncio.run(poll_once(cfg, device))
-    lines = format_poll_json(samples, cfg) if as_json else format_poll_text(samples, cfg)
     comm = {s.point.rsplit(".", 1)[0]: s.value for s in samples if s.point.endswith(".comm_ok")}
-    dead = bool(comm) and all(v == 0 for v in comm.values())
-    return lines, 3 if dead else 0
+    return PollResult(samples, bool(comm) and all(v == 0 for v in comm.values()))

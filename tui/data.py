@@ -1,9 +1,11 @@
 """Read-only access to the facility database for the TUI (DESIGN.md "Storage").
 
-The TUI is a reader: it opens the database with ``facility.store.database.Store(readonly=True)``
-(a ``file:...?mode=ro`` URI), keeps each read in one short transaction so WAL checkpoints
-are never starved, and never writes. :class:`DbReader` runs in a worker thread and returns
-an immutable-by-convention :class:`Snapshot`; the app hands snapshots to the screens.
+The TUI is a reader: it opens the database with ``Store(readonly=True)`` (a
+``file:...?mode=ro`` URI) and reads only through the store's read API, one
+``Store.snapshot()`` read transaction per refresh, so a screen shows one committed state and
+WAL checkpoints are never starved; it never writes and speaks no SQL. :class:`DbReader` runs
+in a worker thread and returns an immutable-by-convention :class:`Snapshot`; the app hands
+snapshots to the screens.
 
 Cost at 2 000 points and 1 Hz: ``latest`` is read incrementally (rows whose
 ``updated_ms`` moved since the previous read), so a refresh touches only what changed.
@@ -11,10 +13,7 @@ Cost at 2 000 points and 1 Hz: ``latest`` is read incrementally (rows whose
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from dataclasses import dataclass, field
-from typing import Any
 
 from facility.store import Store, StoreError
 
@@ -104,20 +103,15 @@ class DbReader:
         req = req or ReadRequest()
         try:
             store = self._open()
-            conn = store.conn
-            conn.execute("BEGIN")
-            try:
-                snap = self._read(store, conn, now_ms, req)
-            finally:
-                conn.execute("COMMIT")
-            return snap
-        except (StoreError, sqlite3.Error) as exc:
+            with store.snapshot():
+                return self._read(store, now_ms, req)
+        except StoreError as exc:
             self.close()
             return Snapshot(now_ms=now_ms, error=str(exc))
 
-    def _read(self, store: Store, conn: sqlite3.Connection, now_ms: int, req: ReadRequest) -> Snapshot:
+    def _read(self, store: Store, now_ms: int, req: ReadRequest) -> Snapshot:
         snap = Snapshot(now_ms=now_ms)
-        sig = conn.execute("SELECT count(*), max(id) FROM points").fetchone()
+        sig = store.points_signature()
         if sig != self._points_sig:
             self._points = {r["point"]: r for r in store.points()}
             self._names = {r["id"]: r["point"] for r in self._points.values()}
@@ -126,12 +120,9 @@ class DbReader:
         if self._latest_mark is None or now_ms - self._full_at >= 60_000 or now_ms < self._full_at:
             # a full re-read now and then guards against a clock stepping backwards
             self._latest, self._full_at = {}, now_ms
-            rows = conn.execute("SELECT point_id, ts_ms, value, quality, good_ts_ms, good_value,"
-                                " updated_ms FROM latest").fetchall()
+            rows = store.latest_rows()
         else:
-            rows = conn.execute("SELECT point_id, ts_ms, value, quality, good_ts_ms, good_value,"
-                                " updated_ms FROM latest WHERE updated_ms > ?",
-                                (self._latest_mark,)).fetchall()
+            rows = store.latest_rows(updated_after_ms=self._latest_mark)
         mark = self._latest_mark or 0
         names = self._names
         latest = dict(self._latest)
@@ -144,30 +135,22 @@ class DbReader:
         self._latest, self._latest_mark = latest, mark
         snap.points, snap.latest = self._points, latest
 
-        state = dict(conn.execute("SELECT key, value FROM service_state"
-                                  " WHERE key = 'heartbeat'").fetchall())
-        if "heartbeat" in state:
-            try:
-                hb: Any = json.loads(state["heartbeat"])
-                snap.heartbeat_ms = int(hb["ts_ms"]) if isinstance(hb, dict) else int(hb)
-                snap.heartbeat_pid = hb.get("pid") if isinstance(hb, dict) else None
-            except (ValueError, KeyError, TypeError):
-                snap.heartbeat_ms = None
+        hb = store.heartbeat()
+        if hb is not None:
+            snap.heartbeat_ms, snap.heartbeat_pid = hb["ts_ms"], hb["pid"]
         snap.alarms = store.alarms()
         snap.zone_modes = store.zone_modes()
         if req.history_alarm:
             snap.history = store.events(alarm_id=req.history_alarm)[-200:]
             snap.history_of = req.history_alarm
         else:
-            cur = conn.execute("SELECT * FROM events ORDER BY id DESC LIMIT 100")
-            cols = [d[0] for d in cur.description]
-            snap.history = [dict(zip(cols, r)) for r in cur.fetchall()][::-1]
+            snap.history = store.recent_events(100)
         if req.trend_zone:
             self._read_trends(store, now_ms, req)
             snap.trends, snap.trends_zone = self._trends, req.trend_zone
         if req.hazmat:
             if self._hazmat_at == 0 or now_ms - self._hazmat_at >= 5000 or now_ms < self._hazmat_at:
-                self._hazmat = self._read_hazmat(conn)
+                self._hazmat = store.hazmat_totals()
                 self._hazmat_at = now_ms
             snap.hazmat = self._hazmat
         return snap
@@ -182,17 +165,3 @@ class DbReader:
             if row.get("zone") == req.trend_zone:
                 out[name] = store.aggregates(row["id"], now_ms - HOUR_MS, now_ms + 60_000, "1m")
         self._trends, self._trends_key, self._trends_at = out, key, now_ms
-
-    @staticmethod
-    def _read_hazmat(conn: sqlite3.Connection) -> list[dict] | None:
-        try:
-            cur = conn.execute(
-                "SELECT store, substance, unit, sum(quantity) AS quantity, count(*) AS containers"
-                " FROM hazmat_containers WHERE quantity > 0 GROUP BY store, substance, unit"
-                " ORDER BY store, substance")
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
-                return None
-            raise
-        cols = [d[0] for d in cur.description]
-        return [dict(zip(cols, r)) for r in cur.fetchall()]

@@ -11,8 +11,15 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-# ISA-18.2 priority order (most urgent first) and the style of each.
-PRIORITIES: tuple[str, ...] = ("critical", "high", "medium", "low")
+# The words (priorities and their order, the duration grammar) are the one vocabulary's;
+# re-exported here beside the styles the screens pair them with.
+from facility.domain.vocab import PRIORITIES, parse_duration, priority_rank
+
+__all__ = ["LEVEL_STYLE", "PRIORITIES", "PRIORITY_STYLE", "QUALITY_LABEL", "STATE_STYLE",
+           "fmt_duration", "fmt_signed", "fmt_value", "local_time", "parse_duration",
+           "priority_rank", "short_time", "zone_info"]
+
+# The style of each ISA-18.2 priority.
 PRIORITY_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow",
                   "low": "cyan"}
 # ISA-18.2 states: UNACK stands out (reverse + bold, no blinking).
@@ -22,14 +29,6 @@ STATE_STYLE = {"UNACK": "bold reverse", "ACKED": "", "RTNUN": "italic", "SHLVD":
 LEVEL_STYLE = {"action": "bold red", "alert": "yellow", "ok": "green", "bad": "magenta",
                "stale": "dim", None: ""}
 QUALITY_LABEL = {0: "good", 1: "bad", 2: "comm", 3: "stale"}
-
-
-def priority_rank(priority: str | None) -> int:
-    """0 for critical ... 3 for low; unknown priorities sort last."""
-    try:
-        return PRIORITIES.index(priority or "")
-    except ValueError:
-        return len(PRIORITIES)
 
 
 @lru_cache(maxsize=32)
@@ -96,25 +95,3 @@ def fmt_duration(seconds: float | None) -> str:
     if s < 3600:
         return f"{s // 60}m"
     return f"{s // 3600}h{(s % 3600) // 60:02d}m"
-
-
-def parse_duration(text: str) -> float:
-    """``90`` (s), ``90s``, ``30m``, ``2h``, ``1h30m`` -> seconds; ValueError with the fix."""
-    t = text.strip().lower().replace(" ", "")
-    if not t:
-        raise ValueError("a duration is required, e.g. 30m or 2h")
-    total, num = 0.0, ""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    for ch in t:
-        if ch.isdigit() or ch == ".":
-            num += ch
-        elif ch in units and num:
-            total += float(num) * units[ch]
-            num = ""
-        else:
-            raise ValueError(f"duration {text!r}: use a number with s, m, h or d, e.g. 30m or 2h")
-    if num:
-        total += float(num)
-    if total <= 0:
-        raise ValueError(f"duration {text!r} must be more than 0")
-    return total

@@ -1,43 +1,28 @@
 """Operator actions (ack, shelve, mode ...), ``facility alarms`` and ``facility audit verify``.
 
 Actions go to the running service over its Unix socket; the operator is the OS login.
-Readers open the database read-only.
+Readers open the database read-only (a missing database is the store's ``StoreMissing``).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
 
 import click
 
-from facility.cli.errors import CHECK_FAILED, RUNTIME, CliError, Exit
+from facility.cli.errors import CHECK_FAILED, RUNTIME, USAGE, CliError, Exit
 from facility.cli.group import cli, config_option, load
 from facility.domain.model import iso_ms
+from facility.domain.vocab import ZONE_MODES, DurationError, parse_duration, priority_rank
 
 REASON = click.option("--reason", required=True, help="why (required: EU GMP Annex 11 9)")
 
 
 def open_reader(cfg):
-    """The database, read-only; exit 3 with one line when it does not exist yet."""
+    """The database, read-only (``StoreMissing``, exit 3, when it does not exist yet)."""
     from facility.store import Store
 
-    if not os.path.exists(cfg.db_path):
-        raise CliError(f"database {cfg.db_path} does not exist yet; start the service with"
-                       " `facility run`", RUNTIME)
     return Store(cfg.db_path, readonly=True)
-
-
-def parse_duration(text: str) -> float:
-    """"90s", "30m", "2h", "1h30m" or plain seconds -> seconds."""
-    text = text.strip().lower()
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    parts = re.findall(r"(\d+(?:\.\d+)?)([smhd])", text)
-    if not parts or "".join(a + b for a, b in parts) != text:
-        raise CliError(f"--for {text!r} is not a duration; write e.g. 30m, 2h, 90s", 2)
-    return sum(float(n) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[u] for n, u in parts)
 
 
 def _send(cfg, payload: dict) -> None:
@@ -48,7 +33,7 @@ def _send(cfg, payload: dict) -> None:
     except ServiceNotRunning as exc:
         raise CliError(str(exc), RUNTIME) from None
     except ActionRefused as exc:
-        raise CliError(f"refused: {exc}", 2) from None
+        raise CliError(f"refused: {exc}", USAGE) from None
     click.echo(f"{reply.get('message')} (by {reply.get('operator')})")
 
 
@@ -58,13 +43,13 @@ def _alarm_payload(cfg, action: str, alarm: str, reason: str, **extra) -> dict:
     if "#" in alarm:
         alarm, _, occ = alarm.rpartition("#")
         if not occ.isdigit():
-            raise CliError(f"{alarm}#{occ}: the occurrence after # must be a number", 2)
+            raise CliError(f"{alarm}#{occ}: the occurrence after # must be a number", USAGE)
         occurrence = int(occ)
     else:
         with open_reader(cfg) as store:
             row = next((r for r in store.alarms() if r["id"] == alarm), None)
         if row is None:
-            raise CliError(f"unknown alarm {alarm!r}; list them with `facility alarms`", 2)
+            raise CliError(f"unknown alarm {alarm!r}; list them with `facility alarms`", USAGE)
         occurrence = row["occurrence"]
     return {"action": action, "alarm": alarm, "occurrence": occurrence, "reason": reason, **extra}
 
@@ -100,7 +85,11 @@ for _action, _doc in (
 def shelve(alarm, duration, reason, config_path):
     """Shelve ALARM for a limited time (critical alarms: role shelve_critical, <= 1 h)."""
     cfg = load(config_path)
-    _send(cfg, _alarm_payload(cfg, "shelve", alarm, reason, duration_s=parse_duration(duration)))
+    try:
+        duration_s = parse_duration(duration)
+    except DurationError as exc:
+        raise CliError(f"--for: {exc}", USAGE) from None
+    _send(cfg, _alarm_payload(cfg, "shelve", alarm, reason, duration_s=duration_s))
 
 
 def _device_command(action: str, doc: str):
@@ -121,7 +110,7 @@ _device_command("return", "Return DEVICE to service: its alarms show their true 
 
 @cli.command("mode")
 @click.argument("zone")
-@click.argument("mode", type=click.Choice(["at_rest", "in_operation"]))
+@click.argument("mode", type=click.Choice(ZONE_MODES))
 @REASON
 @config_option
 def mode(zone, mode, reason, config_path):
@@ -148,9 +137,6 @@ def alarm_record(row: dict) -> dict:
     }
 
 
-PRIORITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
-
-
 @cli.command("alarms")
 @click.option("--active", is_flag=True, help="only alarms not in NORM")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
@@ -163,7 +149,7 @@ def alarms(active, as_json, config_path):
     if active:  # suppressed-by-design rows whose condition is not active are not news
         rows = [r for r in rows if r["state"] != "NORM"
                 and not (r["state"] == "DSUPR" and not r["active"])]
-    rows.sort(key=lambda r: (PRIORITY_RANK.get(r["priority"], 9), -(r.get("onset_ms") or 0)))
+    rows.sort(key=lambda r: (priority_rank(r["priority"]), -(r.get("onset_ms") or 0)))
     for r in rows:
         rec = alarm_record(r)
         if as_json:

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from facility.cli.errors import CHECK_FAILED, RUNTIME, USAGE, CliError
+from facility.cli.errors import CHECK_FAILED, USAGE, CliError
 from facility.cli.group import cli, config_option, load
 
 
@@ -53,10 +53,9 @@ def _audit_key(cfg, required: bool = False) -> bytes | None:
 
 
 def _open_ro(cfg):
+    """The database, read-only (``StoreMissing``, exit 3, when it does not exist yet)."""
     from facility.store import Store
 
-    if not os.path.exists(cfg.db_path):
-        raise CliError(f"{cfg.db_path}: database does not exist; start the service first", RUNTIME)
     return Store(cfg.db_path, readonly=True)
 
 
@@ -145,8 +144,6 @@ def archive_cmd(config_path, before, out):
         raise CliError(f"--before {before}: use a UTC date YYYY-MM-DD (partitions are UTC days)",
                        USAGE)
     cfg = load(config_path)
-    if not os.path.exists(cfg.db_path):
-        raise CliError(f"{cfg.db_path}: database does not exist; start the service first", RUNTIME)
     key = _audit_key(cfg)
     done = archive(cfg, cfg.db_path, before, out, key=key,
                    log=lambda m: click.echo(m, err=True))

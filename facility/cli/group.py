@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import click
 
-from facility.cli.errors import CliError, Exit
+from facility.cli.errors import INTERNAL, CliError, Exit
 
 CONFIG_HELP = "configuration file (default ./config.toml); the database path comes from it"
 
@@ -45,7 +45,7 @@ class FacilityGroup(click.Group):
                 ctx.exit(mapped.code)
             click.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for"
                        " the traceback)", err=True)
-            ctx.exit(70)
+            ctx.exit(INTERNAL)
 
 
 @click.group(cls=FacilityGroup, context_settings={"help_option_names": ["-h", "--help"]})

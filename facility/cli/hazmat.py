@@ -1,68 +1,73 @@
 """``facility hazmat stock|receive|issue|move|check``: the dangerous-goods stock ledger.
 
-Movements are written by this command in one ``BEGIN IMMEDIATE`` transaction each (a
-movement row plus its audit row); the operator is the OS login and needs the ``hazmat``
-role. The running service turns the resulting stock into licence and segregation alarms.
+The service is the only writer (docs/ARCHITECTURE.md "Data flow"): while it runs, a
+movement goes to it over the action socket and it books the movement on its writer thread,
+one ``BEGIN IMMEDIATE`` transaction (a movement row plus its audit row) between two cycles.
+Only when nothing listens on the socket does this command book the movement itself, through
+the store (``hazmat.commands.book`` on a ``Store``), the same transaction. The operator is the OS
+login and needs the ``hazmat`` role; the running service turns the resulting stock into
+licence and segregation alarms. ``stock`` and ``check`` read through a read-only store.
 """
 
 from __future__ import annotations
 
-import os
-import sqlite3
-from contextlib import closing
-
 import click
 
-from facility.cli.errors import CHECK_FAILED, RUNTIME, CliError, Exit
+from facility.cli.errors import CHECK_FAILED, USAGE, CliError, Exit
 from facility.cli.group import cli, config_option, load
+from facility.domain.vocab import has_role
 from facility.service.socket import current_login
 
 UNITS = click.Choice(["L", "kg", "L_wc"])
 
 
-def _connect(cfg, write: bool):
-    if not os.path.exists(cfg.db_path):
-        raise CliError(f"database {cfg.db_path} does not exist; start the service once with"
-                       " `facility run`", RUNTIME)
-    from hazmat import ledger
-
-    if write:
-        conn = sqlite3.connect(cfg.db_path, timeout=10.0, isolation_level=None)
-        conn.execute("PRAGMA busy_timeout=10000")
-        ledger.ensure_schema(conn)
-    else:
-        conn = sqlite3.connect(f"file:{cfg.db_path}?mode=ro", uri=True, timeout=10.0,
-                               isolation_level=None)
-        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name='hazmat_containers'").fetchone():
-            conn.close()
-            conn = sqlite3.connect(":memory:", isolation_level=None)
-            ledger.ensure_schema(conn)
-    return conn
-
-
 def _actor(cfg) -> str:
+    """The login, checked here for a clear line before anything is sent (the service checks
+    again from the socket's peer credentials)."""
     login = current_login()
     op = next((o for o in cfg.operators if o.login == login), None)
     if op is None:
-        raise CliError(f"login {login!r} is not an operator; add it to [[operators]]", 2)
-    if "hazmat" not in op.roles and "admin" not in op.roles:
-        raise CliError(f"{login} lacks role 'hazmat' needed to book dangerous goods", 2)
+        raise CliError(f"login {login!r} is not an operator; add it to [[operators]]", USAGE)
+    if not has_role(op.roles, "hazmat"):
+        raise CliError(f"{login} lacks role 'hazmat' needed to book dangerous goods", USAGE)
     return login
 
 
-def _write(cfg, fn, **kwargs) -> None:
+def _book_here(cfg, actor: str, movement: str, fields: dict) -> list[str]:
+    """No service runs: book through the store, which is then the one writer."""
+    from facility.store import Store
     from facility.store.keys import audit_key
+    from hazmat import ledger
+    from hazmat.commands import book
+
+    Store(cfg.db_path, readonly=True).close()  # StoreMissing (exit 3), never a new database
+    with Store(cfg.db_path, key=audit_key(cfg)) as store:
+        store.add_migrations(ledger.NAMESPACE, ledger.LEDGER_MIGRATIONS)
+        return book(cfg, store, actor, movement, fields, key=store.key,
+                    config_version=store.config_version)
+
+
+def _book(cfg, movement: str, **fields) -> None:
+    from facility.service.socket import ActionRefused, ServiceNotListening, request
     from hazmat.classes import HazmatError
 
     actor = _actor(cfg)
-    with closing(_connect(cfg, write=True)) as conn:
-        version = conn.execute("SELECT max(id) FROM config_versions").fetchone()[0]
+    try:
         try:
-            lines = fn(cfg, conn, actor, key=audit_key(cfg), config_version=version, **kwargs)
-        except HazmatError as exc:
-            raise CliError(f"refused: {exc}", 2) from None
+            reply = request(cfg.db_path, {"action": "hazmat", "movement": movement, **fields})
+            lines = reply.get("lines") or [str(reply.get("message") or "")]
+        except ServiceNotListening:
+            lines = _book_here(cfg, actor, movement, fields)
+    except (ActionRefused, HazmatError) as exc:
+        raise CliError(f"refused: {exc}", USAGE) from None
     for line in lines:
         click.echo(line, err=line.startswith("warning:"))
+
+
+def _reader(cfg):
+    from facility.store import Store
+
+    return Store(cfg.db_path, readonly=True)
 
 
 @cli.group("hazmat")
@@ -77,8 +82,8 @@ def stock(config_path):
     from hazmat.commands import cmd_stock
 
     cfg = load(config_path)
-    with closing(_connect(cfg, write=False)) as conn:
-        lines = cmd_stock(cfg, conn)
+    with _reader(cfg) as store:
+        lines = cmd_stock(cfg, store)
     for line in lines:
         click.echo(line)
 
@@ -94,11 +99,9 @@ def stock(config_path):
 @config_option
 def receive(container, substance, quantity, unit, store, compartment, reason, config_path):
     """Book a container into a store compartment."""
-    from hazmat.commands import cmd_receive
-
     cfg = load(config_path)
-    _write(cfg, cmd_receive, container=container, substance=substance, quantity=quantity,
-           unit=unit, store=store, compartment=compartment, reason=reason)
+    _book(cfg, "receive", container=container, substance=substance, quantity=quantity,
+          unit=unit, store=store, compartment=compartment, reason=reason)
 
 
 @hazmat.command("issue")
@@ -109,10 +112,8 @@ def receive(container, substance, quantity, unit, store, compartment, reason, co
 @config_option
 def issue(container, quantity, unit, reason, config_path):
     """Take a quantity out of a container (refused if more than it holds)."""
-    from hazmat.commands import cmd_issue
-
     cfg = load(config_path)
-    _write(cfg, cmd_issue, container=container, quantity=quantity, unit=unit, reason=reason)
+    _book(cfg, "issue", container=container, quantity=quantity, unit=unit, reason=reason)
 
 
 @hazmat.command("move")
@@ -123,11 +124,8 @@ def issue(container, quantity, unit, reason, config_path):
 @config_option
 def move(container, store, compartment, reason, config_path):
     """Move a whole container to another store compartment."""
-    from hazmat.commands import cmd_move
-
     cfg = load(config_path)
-    _write(cfg, cmd_move, container=container, store=store, compartment=compartment,
-           reason=reason)
+    _book(cfg, "move", container=container, store=store, compartment=compartment, reason=reason)
 
 
 @hazmat.command("check")
@@ -137,8 +135,8 @@ def check(config_path):
     from hazmat.commands import cmd_check
 
     cfg = load(config_path)
-    with closing(_connect(cfg, write=False)) as conn:
-        lines, code = cmd_check(cfg, conn)
+    with _reader(cfg) as store:
+        lines, code = cmd_check(cfg, store)
     for line in lines:
         click.echo(line)
     if code:

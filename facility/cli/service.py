@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import sys
+from collections.abc import Iterable
 
 import click
 
 from facility.cli.errors import RUNTIME, CliError, Exit
 from facility.cli.group import cli, config_option, load
+from facility.domain.model import Quality, iso_ms
 
 
 def _logging(verbose: bool) -> None:
@@ -70,30 +73,65 @@ def simulate(scenario, seed, speed, bind, config_path):
 @click.option("--once", is_flag=True, required=True, help="read once and exit (required)")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
 @config_option
-def poll(device, once, as_json, config_path):
+def poll(device, once, as_json, config_path):  # noqa: ARG001 - --once is required
     """Read devices once and print decoded samples (commissioning)."""
-    from sensors.poller import poll_command
+    from sensors.poller import read_once
 
     cfg = load(config_path)
     if device is not None and device not in {d.id for d in cfg.devices}:
         raise CliError(f"--device {device!r} is not configured")
-    lines, code = poll_command(cfg, device=device, as_json=as_json)
-    for line in lines:
+    result = read_once(cfg, device)
+    fmt = format_poll_json if as_json else format_poll_text
+    for line in fmt(result.samples, cfg):
         click.echo(line)
-    if code:
-        raise Exit(code)
+    if result.all_dead:  # docs/ARCHITECTURE.md "The command line": all dead, exit 3
+        raise Exit(RUNTIME)
+
+
+def _units(cfg) -> dict[str, tuple[str, str]]:
+    from sensors.points import expand_points
+
+    return {p.id: (p.device, p.unit) for p in expand_points(cfg)}
+
+
+def format_poll_json(samples: Iterable, cfg) -> list[str]:
+    """One JSON object per sample: device, point, ts, value, quality, unit
+    (docs/ARCHITECTURE.md "The command line").
+
+    A non-finite value is ``null`` with quality bad, as JSON has no NaN.
+    """
+    units = _units(cfg)
+    lines = []
+    for s in samples:
+        device, unit = units.get(s.point, (s.point.split(".", 1)[0], ""))
+        value, quality = s.value, s.quality
+        if value is not None and not math.isfinite(value):
+            value, quality = None, Quality.BAD
+        lines.append(json.dumps({"device": device, "point": s.point, "ts": iso_ms(s.ts_ms),
+                                 "value": value, "quality": quality.label, "unit": unit},
+                                ensure_ascii=False))
+    return lines
+
+
+def format_poll_text(samples: Iterable, cfg) -> list[str]:
+    """Aligned human-readable lines: point, value unit, quality, time."""
+    units = _units(cfg)
+    lines = []
+    for s in samples:
+        unit = units.get(s.point, ("", ""))[1]
+        val = "-" if s.value is None else f"{s.value:g}"
+        lines.append(f"{s.point:<36} {val:>12} {unit:<9} {s.quality.label:<5} {iso_ms(s.ts_ms)}")
+    return lines
 
 
 @cli.command("tui")
 @config_option
 def tui(config_path):
     """Attach a TUI to a running service (reads the database read-only)."""
-    import os
+    from facility.store import Store
 
     cfg = load(config_path)
-    if not os.path.exists(cfg.db_path):
-        raise CliError(f"database {cfg.db_path} does not exist; start `facility run` first",
-                       RUNTIME)
+    Store(cfg.db_path, readonly=True).close()  # StoreMissing (exit 3) before the screen opens
     from tui.app import run_tui
 
     run_tui(cfg, cfg.db_path)

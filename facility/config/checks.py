@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from facility.config.schema import Config, Device, LimitSpec, Point
-from facility.domain.model import LIMIT_NAMES
+from facility.domain.vocab import LIMIT_NAMES, PRIORITIES, ROLES, ZONE_MODES
 
 # type -> (registers, tables it may live in). Coils and discrete inputs hold single bits.
 REGISTERS: dict[str, tuple[int, tuple[str, ...]]] = {
@@ -29,10 +29,9 @@ REGISTERS: dict[str, tuple[int, tuple[str, ...]]] = {
 }
 ORDERS = ("ABCD", "CDAB", "BADC", "DCBA")
 TABLES = ("holding", "input", "coil", "discrete")
-ISA_PRIORITIES = ("low", "medium", "high", "critical")
-ROLES = ("viewer", "technician", "engineer", "shelve_critical", "hazmat", "admin")
+ISA_PRIORITIES = PRIORITIES[::-1]  # messages list them least urgent first
 ZONE_KINDS = ("cleanroom", "gas_room", "store", "service", "corridor", "gowning", "utility")
-MODES = ("at_rest", "in_operation")
+MODES = ZONE_MODES
 CHANNEL_TYPES = ("pagerduty", "webhook", "smtp", "command")
 DG_CLASSES = ("1", "2.1", "2.2", "2.3", "3", "3A", "4.1", "4.2", "4.3", "5.1", "5.2", "6.1",
               "8", "9")
@@ -78,7 +77,7 @@ def check_limits(limits: dict[str, LimitSpec], path: str) -> Iterator[tuple[str,
 
 def check_order(limits: dict[str, LimitSpec], sources: dict[str, str]) -> Iterator[tuple[str, str]]:
     """action_low < alert_low < alert_high < action_high and L_high-D_high > L_low+D_low."""
-    order = [n for n in ("action_low", "alert_low", "alert_high", "action_high") if n in limits]
+    order = [n for n in reversed(LIMIT_NAMES) if n in limits]  # lowest limit first
     for lo, hi in zip(order, order[1:]):
         if not limits[lo].limit < limits[hi].limit:
             yield (sources[hi] + f".{hi}",
@@ -216,7 +215,7 @@ def _check_zones(cfg: Config) -> Iterator[tuple[str, str]]:
         if z.gmp_grade is not None and z.gmp_grade not in ("A", "B", "C", "D"):
             yield f"{p}.gmp_grade", f"={z.gmp_grade!r} is not allowed; EU GMP grades are A, B, C, D"
         if z.occupancy not in MODES:
-            yield f"{p}.occupancy", f"={z.occupancy!r} is not allowed; use at_rest or in_operation"
+            yield f"{p}.occupancy", f"={z.occupancy!r} is not allowed; use {' or '.join(MODES)}"
         if z.kind not in ZONE_KINDS:
             yield f"{p}.kind", f"={z.kind!r} is not allowed; use one of {', '.join(ZONE_KINDS)}"
         if z.area_m2 is not None and z.area_m2 <= 0:
@@ -228,9 +227,12 @@ def _check_zones(cfg: Config) -> Iterator[tuple[str, str]]:
         for attr in ("door_grace_s", "door_open_max_s", "dp_deadband_pa"):
             if getattr(z, attr) < 0:
                 yield f"{p}.{attr}", "must be >= 0"
+        if z.max_skew_s is not None and not z.max_skew_s > 0:
+            yield f"{p}.max_skew_s", (f"={z.max_skew_s:g} must be > 0 (the most two transmitters'"
+                                      " samples may be apart; default 2 x scan_s)")
         for j, entry in enumerate(z.schedule):
             if not re.match(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun)(-(Mon|Tue|Wed|Thu|Fri|Sat|Sun))? "
-                            r"([01]\d|2[0-3]):[0-5]\d (at_rest|in_operation)$", entry):
+                            rf"([01]\d|2[0-3]):[0-5]\d ({'|'.join(MODES)})$", entry):
                 yield f"{p}.schedule[{j}]", f"={entry!r} is malformed; write \"Mon-Fri 08:00 in_operation\""
 
 

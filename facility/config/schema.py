@@ -60,11 +60,12 @@ class Zone:
     kind: str = "cleanroom"  # cleanroom | gas_room | store | service | corridor
     iso_class: float | None = None  # ISO 14644-1 class 1-9, decimals allowed
     gmp_grade: str | None = None  # EU GMP Annex 1 grade A-D
-    occupancy: str = "in_operation"  # the initial mode: at_rest | in_operation
+    occupancy: str = "in_operation"  # the initial mode, one of facility.domain.vocab.ZONE_MODES
     area_m2: float | None = None  # for ISO 14644-1 classification (number of locations)
     reference: str | None = None  # the zone min_dp_pa is measured against ("ambient" allowed)
     min_dp_pa: float | None = None  # signed: >0 room must be higher, <0 room kept below
     dp_deadband_pa: float = 1.0
+    max_skew_s: float | None = None  # cascade from two transmitters: default 2 x the slower scan_s
     door_grace_s: float = 30.0  # on-delay of the pressure alarm while a door is open
     door_open_max_s: float = 120.0  # a door open longer than this is its own alarm
     recovery_s: float | None = None  # clean-up time after in_operation -> at_rest
@@ -124,7 +125,7 @@ class Device:
 
 @dataclass(frozen=True)
 class Operator:
-    """An OS login allowed to act, with roles (technician, engineer, shelve_critical, hazmat, admin)."""
+    """An OS login allowed to act, with roles from ``facility.domain.vocab.ROLES``."""
 
     login: str
     name: str
@@ -142,8 +143,8 @@ class AlarmsCfg:
     recovery_s: float = 1200.0  # Annex 1 clean-up time, 15-20 min
     clock_tolerance_s: float = 120.0
     live_window_s: float = 300.0  # samples older than this when processed are backfill
-    latching: tuple[str, ...] = ()  # alarm kinds that latch until reset (e.g. "gas_high")
-    priorities: dict[str, str] = field(default_factory=dict)  # kind -> low|medium|high|critical
+    latching: tuple[str, ...] = ()  # vocab.ALARM_KINDS that latch until reset (e.g. "gas_high")
+    priorities: dict[str, str] = field(default_factory=dict)  # alarm kind -> vocab.PRIORITIES
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Domain types shared by every floor: samples, quality, limits, time.
 
-This module imports nothing of the project, so sensors, alarms, hazmat and the top
+This module imports nothing above the ground floor, so sensors, alarms, hazmat and the top
 floor can all exchange plain data through it (DESIGN.md "Samples and quality").
 """
 
@@ -10,6 +10,11 @@ import enum
 import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
+
+from facility.domain.vocab import LIMIT_NAMES  # re-exported beside limit_side for the rules
+
+__all__ = ["LIMIT_NAMES", "PointInfo", "Quality", "Sample", "iso_ms", "limit_side", "now_ms",
+           "round_to"]
 
 
 class Quality(enum.IntEnum):
@@ -33,10 +38,6 @@ class Quality(enum.IntEnum):
         except KeyError:
             allowed = ", ".join(q.label for q in cls)
             raise ValueError(f"quality {text!r} is not one of {allowed}") from None
-
-
-# The four limits of a point, in the order DESIGN.md uses for ties.
-LIMIT_NAMES: tuple[str, ...] = ("action_high", "alert_high", "alert_low", "action_low")
 
 
 def limit_side(name: str) -> str:

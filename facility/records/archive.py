@@ -40,17 +40,19 @@ class Archived:
 def days_to_archive(store, before_day: str, today: str | None = None) -> list[str]:
     """Partitions strictly before ``before_day`` (and before today, UTC) not yet archived."""
     today = today or datetime.now(tz=timezone.utc).strftime("%Y-%m-%d")
-    done = {r[0] for r in store.conn.execute(
-        "SELECT day FROM archives WHERE verified_ms IS NOT NULL")}
+    done = store.archived_days()
     return [d for d in store.partitions() if d < before_day and d < today and d not in done]
 
 
 def archive(cfg, db_path: str, before_day: str, out: str, *, key: bytes | None = None,
             actor: str = "service", today: str | None = None, log=None) -> list[Archived]:
-    """Export, verify and record every whole past day before ``before_day``."""
-    os.makedirs(out, exist_ok=True)
+    """Export, verify and record every whole past day before ``before_day``.
+
+    Raises ``StoreMissing`` (before creating ``out``) when the database does not exist.
+    """
     done: list[Archived] = []
     with Store(db_path, readonly=True) as ro:
+        os.makedirs(out, exist_ok=True)
         days = days_to_archive(ro, before_day, today)
         results = []
         for day in days:

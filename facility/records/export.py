@@ -1,8 +1,9 @@
 """The compliance auditor's export (``facility export``): CSVs, configs, report, manifest.
 
-Samples stream from the store in chunks, each chunk its own short read transaction
-(``Store.iter_samples``), so memory stays constant and the service's WAL checkpoints are
-never starved; alarms, events and the audit slice are small by comparison. Every CSV is
+Everything is read through the store's read API. Samples, the audit slice and the hazmat
+movements stream in chunks, each chunk its own short read transaction (``Store.iter_samples``,
+``Store.iter_audit``, ``Store.iter_hazmat_movements``), so memory stays constant and the
+service's WAL checkpoints are never starved; alarms and events are small by comparison. Every CSV is
 hash-chained row by row (see :mod:`facility.records.verify`), so ``facility verify`` can name the
 first row that differs. Times in CSVs are UTC ``YYYY-MM-DDTHH:MM:SS.sssZ``.
 """
@@ -162,7 +163,7 @@ def write_samples(store, req: ExportRequest, points: dict[int, dict],
     return out.close()
 
 
-def _keep_alarm(alarm: dict | None, alarm_id: str, req: ExportRequest, points: dict) -> bool:
+def _keep_alarm(alarm: dict | None, req: ExportRequest) -> bool:
     if req.site is None and req.zone is None:
         return True
     a = alarm or {}
@@ -200,12 +201,12 @@ def lifecycle_row(alarm_id: str, occ: int, evs: list[dict], alarm: dict | None) 
     ]
 
 
-def write_alarms(store, req: ExportRequest, points: dict) -> tuple[dict, list[dict]]:
+def write_alarms(store, req: ExportRequest) -> tuple[dict, list[dict]]:
     """alarms.csv (one row per occurrence touched by the range) and events.csv (raw)."""
     alarms = {a["id"]: a for a in store.alarms()}
     in_range = store.events(req.from_ms, req.to_ms)
     keys = sorted({(e["alarm_id"], e.get("occurrence") or 0) for e in in_range
-                   if _keep_alarm(alarms.get(e["alarm_id"]), e["alarm_id"], req, points)})
+                   if _keep_alarm(alarms.get(e["alarm_id"]), req)})
     by_alarm: dict[str, list[dict]] = {}
     for alarm_id in sorted({k[0] for k in keys}):
         by_alarm[alarm_id] = store.events(alarm_id=alarm_id)
@@ -234,12 +235,16 @@ def write_alarms(store, req: ExportRequest, points: dict) -> tuple[dict, list[di
 
 def write_audit(store, req: ExportRequest) -> tuple[dict, dict, list[int]]:
     """audit.csv: the trail's rows in the range, with the chain's anchor and head."""
-    rows = store.audit_rows(from_ms=req.from_ms, to_ms=req.to_ms)
-    if rows:  # the slice is the contiguous id range, so continuity can be checked offline
-        rows = store.audit_rows(from_id=rows[0]["id"], limit=rows[-1]["id"] - rows[0]["id"] + 1)
+    span = store.audit_span(req.from_ms, req.to_ms)
+    # the slice is the contiguous id range, so continuity can be checked offline
+    rows = store.iter_audit(span[0], span[1], chunk=req.chunk) if span else iter(())
     out = CsvOut(req.out, "audit.csv", AUDIT_COLUMNS, req.checkpoint_every)
     versions: set[int] = set()
+    first: dict | None = None
+    last: dict | None = None
     for r in rows:
+        first = first or r
+        last = r
         details = r.get("details")
         out.write([str(r["id"]), iso_ms(r["ts_ms"]), str(r["ts_ms"]), r["actor"], r["action"],
                    _text(r.get("subject")), _text(r.get("reason")),
@@ -249,31 +254,23 @@ def write_audit(store, req: ExportRequest) -> tuple[dict, dict, list[int]]:
                    _num(r.get("config_version")), r["prev_hash"], r["hash"], r["row_sha256"]])
         if r.get("config_version") is not None:
             versions.add(int(r["config_version"]))
-    head = store.conn.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
     info = {
-        "chain_head": {"id": head[0], "hash": head[1]} if head else None,
-        "slice_first_id": rows[0]["id"] if rows else None,
-        "slice_last_id": rows[-1]["id"] if rows else None,
-        "slice_prev_hash": rows[0]["prev_hash"] if rows else None,
+        "chain_head": store.audit_head(),
+        "slice_first_id": first["id"] if first else None,
+        "slice_last_id": last["id"] if last else None,
+        "slice_prev_hash": first["prev_hash"] if first else None,
     }
     return out.close(), info, sorted(versions)
 
 
 def write_hazmat(store, req: ExportRequest) -> dict:
     """hazmat_ledger.csv when the ledger table exists (hazmat/ledger.py's migrations)."""
-    conn = store.conn
-    if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = "
-                        "'hazmat_movements'").fetchone():
+    if not store.has_hazmat_ledger():
         return {}
     out = CsvOut(req.out, "hazmat_ledger.csv", HAZMAT_COLUMNS, req.checkpoint_every)
     cols = [c for c in HAZMAT_COLUMNS if c != "ts"]
-    rows = conn.execute(f"SELECT {', '.join(cols)}, ts_ms FROM hazmat_movements"
-                        " WHERE ts_ms >= ? AND ts_ms < ? ORDER BY id",
-                        (req.from_ms, req.to_ms)).fetchall()
-    for r in rows:
-        d = dict(zip(cols + ["ts_ms"], r))
-        if req.site is not None or req.zone is not None:
-            pass  # ledger rows name stores, not zones: kept whole (small, and audited together)
+    # ledger rows name stores, not zones: kept whole under a site/zone filter (audited together)
+    for d in store.iter_hazmat_movements(req.from_ms, req.to_ms, chunk=req.chunk):
         out.write([_num(d["id"]), iso_ms(d["ts_ms"])] + [_num(d[c]) if c == "quantity"
                                                          else _text(d[c]) for c in cols[1:]])
     return out.close()
@@ -281,8 +278,7 @@ def write_hazmat(store, req: ExportRequest) -> dict:
 
 def write_configs(store, req: ExportRequest, referenced: Iterable[int]) -> dict:
     """Every configuration version in force during the range, verbatim."""
-    rows = store.conn.execute(
-        "SELECT id, sha256, loaded_ms FROM config_versions ORDER BY loaded_ms, id").fetchall()
+    rows = [(v["id"], v["sha256"], v["loaded_ms"]) for v in store.config_versions()]
     before = [r for r in rows if r[2] < req.from_ms]
     wanted = {r[0] for r in rows if req.from_ms <= r[2] < req.to_ms} | set(referenced)
     if before:
@@ -345,7 +341,7 @@ def export(cfg, store, req: ExportRequest,
         report_data = ReportData(cfg, store, req.from_ms, req.to_ms, points, req.site, req.zone)
         sinks.append(report_data.feed)
     entries: dict[str, dict] = {}
-    alarm_entries, events = write_alarms(store, req, points)
+    alarm_entries, events = write_alarms(store, req)
     entries.update(alarm_entries)
     if report_data is not None:
         report_data.set_events(events)  # before the stream: excursion peaks come from it

@@ -8,6 +8,13 @@ identity is the connecting process's login, taken from the kernel's peer credent
                "occurrence": 3, "reason": "door left open during transfer"}
     response: {"ok": true, "message": "...", "operator": "technician"}
 
+A dangerous-goods movement is an action too, so the service stays the one writer of the
+ledger while it runs (``hazmat.commands.MOVEMENTS`` names each movement's fields):
+
+    request:  {"action": "hazmat", "movement": "issue", "container": "CYL-1",
+               "quantity": 2.5, "unit": "L_wc", "reason": "etch line 3"}
+    response: {"ok": true, "message": "issue #7: ...", "lines": ["issue #7: ...", ...]}
+
 This records attributable actions; it is not a Part 11 11.200 electronic signature.
 """
 
@@ -23,13 +30,19 @@ from collections.abc import Awaitable, Callable
 
 from facility.domain.errors import RuntimeFailure, UsageError
 
-ACTIONS = ("ack", "reset", "comment", "shelve", "unshelve", "suppress", "unsuppress", "oos",
-           "return", "mode", "ping")
 MAX_REQUEST_BYTES = 64 * 1024
 
 
 class ServiceNotRunning(RuntimeFailure):
     """No service answers on the socket (exit 3)."""
+
+
+class ServiceNotListening(ServiceNotRunning):
+    """Nothing listens on the socket at all: no service owns the database right now.
+
+    Unlike a service that does not answer in time (which may still act on the request),
+    this one certainly did not receive it, so a caller may do the work itself.
+    """
 
 
 class ActionRefused(UsageError):
@@ -120,7 +133,7 @@ def request(db_path: str, payload: dict, timeout_s: float = 10.0) -> dict:
         sock.connect(path)
     except (FileNotFoundError, ConnectionRefusedError):
         sock.close()
-        raise ServiceNotRunning(f"service not running: no answer on {path}; start it with"
+        raise ServiceNotListening(f"service not running: no answer on {path}; start it with"
                                 " `facility run`") from None
     try:
         sock.sendall(json.dumps(payload).encode() + b"\n")

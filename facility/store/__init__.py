@@ -6,9 +6,10 @@ and the errors.  The modules behind it:
 
 * ``schema``      numbered migrations of the main database (sqlite-utils)
 * ``partitions``  one attached SQLite file per UTC day for raw samples
-* ``rows``        sample rows: rounding, quality codes, late and duplicate handling
+* ``rows``        alarm and event rows as the store writes and reads them
 * ``aggs``        1-minute and hourly aggregates (min, max, mean, count, worst quality)
-* ``read``        the read API: latest values, alarms, events, history, audit rows
+* ``read``        the read API (readers speak no SQL): snapshots, latest values, alarms,
+                  events, chunked history and audit rows, the hazmat ledger's stock
 * ``retention``   whole-partition purges, only after a verified archive for GMP data
 * ``audit``       the append-only HMAC-SHA-256 chain and its canonical form
 * ``keys``        where the audit key lives and how it is created (mode 0600)

@@ -15,7 +15,6 @@ from alarms.lifecycle import (
     Refused,
     State,
     mode_suppressed,
-    shelve_expired,
     step,
     true_state,
 )
@@ -240,10 +239,10 @@ def test_superseded_occurrence_is_refused():
     assert do(a, Event.ACK, actor=TECH, occurrence=3)[0].state is A
 
 
-def test_shelve_expired_helper():
+def test_shelve_records_its_expiry_time():
     a, _ = do(FIXTURES[U], Event.SHELVE, duration_s=60)
-    assert not shelve_expired(a, NOW + 59_999) and shelve_expired(a, NOW + 60_000)
-    assert not shelve_expired(FIXTURES[U], NOW)
+    assert a.shelved_until_ms == NOW + 60_000  # the service sends SHELVE_EXPIRED from then on
+    assert FIXTURES[U].shelved_until_ms is None
 
 
 def test_oos_has_precedence_over_shelve():

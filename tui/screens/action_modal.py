@@ -19,12 +19,12 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
+from facility.domain.vocab import ZONE_MODES as MODES
+from facility.domain.vocab import parse_duration
 from facility.service.socket import ActionRefused, ServiceNotRunning, request
-from tui.fmt import parse_duration
 
 TITLES = {"ack": "Acknowledge", "reset": "Reset", "shelve": "Shelve", "unshelve": "Unshelve",
           "comment": "Comment on", "mode": "Change mode of"}
-MODES = ("at_rest", "in_operation")
 
 
 @dataclass
