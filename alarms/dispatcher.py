@@ -87,13 +87,15 @@ class Dispatcher:
     async def run(self) -> None:
         """Deliver until ``stop()``; sleeps ``poll_s`` (or until ``wake()``) when idle."""
         while not self._stop:
+            # Clear before looking, not after: a wake() that arrives while a round is
+            # reading the outbox must start the next round instead of being lost for poll_s.
+            self._wake.clear()
             try:
                 n = await self.run_once()
             except sqlite3.Error as e:  # locked too long, etc.: log and try again
                 log.warning("paging outbox: %s", e)
                 n = 0
             if n == 0 and not self._stop:
-                self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.poll_s)
                 except TimeoutError:

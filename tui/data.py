@@ -13,6 +13,7 @@ Cost at 2 000 points and 1 Hz: ``latest`` is read incrementally (rows whose
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 from facility.store import Store, StoreError
@@ -66,10 +67,16 @@ class ReadRequest:
 
 
 class DbReader:
-    """Incremental, read-only reader used from one worker thread at a time."""
+    """Incremental, read-only reader used from one worker thread at a time.
+
+    ``close`` comes from the UI thread (on unmount) while a worker may still be reading:
+    closing a SQLite connection under a running statement crashes the process, so reads and
+    the close take the same lock.
+    """
 
     def __init__(self, db_path: str):
         self.db_path = db_path
+        self._lock = threading.Lock()
         self.store: Store | None = None
         self._points_sig: tuple | None = None
         self._points: dict[str, dict] = {}
@@ -84,7 +91,11 @@ class DbReader:
         self._hazmat_at: int = 0
 
     def close(self) -> None:
-        """Close the read-only connection."""
+        """Close the read-only connection (waits for a read in progress)."""
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         if self.store is not None:
             try:
                 self.store.close()
@@ -101,6 +112,10 @@ class DbReader:
     def read(self, now_ms: int, req: ReadRequest | None = None) -> Snapshot:
         """One snapshot; a database problem becomes ``Snapshot.error`` (retried next time)."""
         req = req or ReadRequest()
+        with self._lock:
+            return self._read_locked(now_ms, req)
+
+    def _read_locked(self, now_ms: int, req: ReadRequest) -> Snapshot:
         try:
             store = self._open()
             with store.snapshot():
