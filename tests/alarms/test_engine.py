@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alarms.engine import TRANSITION_DTYPE, Engine, Rule, warm_up
+from alarms.engine import TRANSITION_DTYPE, Engine, Rule
 from tests.reference import ReferenceRule, reference_feed
 
 SETTINGS = settings(max_examples=200, deadline=None,
@@ -237,8 +237,33 @@ def test_rule_validation():
         Engine([Rule(0, "high", 1.0)] * 2, keys=["a", "a"])
 
 
-def test_warm_up_runs():
-    warm_up()
+def test_warm_up_compiles_every_kernel_the_service_runs():
+    """After warm-up no kernel of a cycle is left to compile (DESIGN.md "Data flow": the
+    first cycle never waits for numba); a fresh interpreter, so no earlier test did it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import json\n"
+        "from alarms import kernels\n"
+        "from alarms.engine import warm_up\n"
+        "names = ['_scan_limits', '_stale_scan', '_stale_check', '_cascade', '_exposure',"
+        " '_rate_of_change']\n"
+        "before = {n: len(getattr(kernels, n).signatures) for n in names}\n"
+        "warm_up()\n"
+        "after = {n: len(getattr(kernels, n).signatures) for n in names}\n"
+        "print(json.dumps([before, after]))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=240, cwd=root)
+    assert run.returncode == 0, run.stderr
+    before, after = json.loads(run.stdout.splitlines()[-1])
+    assert set(before.values()) == {0}, before
+    assert all(after.values()), f"not compiled by warm_up(): {after}"
+    # both point-index and both value dtypes the wrappers pass
+    assert after["_scan_limits"] >= 4, after
 
 
 # -- backtest: CSV in, DESIGN.md's JSON objects out -------------------------------------

@@ -28,8 +28,10 @@ from facility.config.schema import (
     PagingCfg,
     Route,
 )
+from tests.fixtures.wait import DEADLINE_S, until
 
 T0 = 1_700_000_000_000
+ANSWER_S = 30.0  # a loopback receiver answers at once; this only bounds a hung test
 INST = "HKSTP"
 TECH = Operator("tech", "Tech", ("technician",))
 CTX = AlarmContext(site="MEC", zone="MEC-LITHO", device="MEC-PC-01",
@@ -114,7 +116,7 @@ def cfg_for(channels, routes=None, **kw) -> PagingCfg:
 
 
 def webhook(url, cid="hook"):
-    return Channel(id=cid, type="webhook", url=url, timeout_s=2.0)
+    return Channel(id=cid, type="webhook", url=url, timeout_s=ANSWER_S)
 
 
 class Alarm:
@@ -136,7 +138,7 @@ class Alarm:
         return ids
 
 
-async def drain(d: Dispatcher, conn, timeout_s=10.0):
+async def drain(d: Dispatcher, conn, timeout_s=DEADLINE_S):
     """Run the dispatcher until nothing is pending (bounded)."""
     end = time.monotonic() + timeout_s
     while time.monotonic() < end:
@@ -218,7 +220,7 @@ async def test_smtp_message_received(db):
     ctl.start()
     try:
         ch = Channel(id="mail", type="smtp", smtp_host="127.0.0.1", smtp_port=port,
-                     smtp_from="fms@example.org", to=("oncall@example.org",), timeout_s=5)
+                     smtp_from="fms@example.org", to=("oncall@example.org",), timeout_s=ANSWER_S)
         cfg = cfg_for([ch])
         al = Alarm(Pager(cfg, INST), conn, "MEC-GD-03:comm", priority="critical",
                    critical=True)
@@ -289,20 +291,22 @@ async def test_503_then_202_delivers_all_in_order_without_duplicates(db):
                 ) == [(1, 9)]
 
 
+def _asleep(d: Dispatcher) -> bool:
+    """The dispatcher found nothing due and waits on its wake event (or poll_s)."""
+    return bool(getattr(d._wake, "_waiters", None))
+
+
 async def test_run_loop_wakes_and_stops(db, receiver):
     path, conn = db
     cfg = cfg_for([webhook(receiver.url)])
-    d = Dispatcher(path, cfg, poll_s=5.0)
+    d = Dispatcher(path, cfg, poll_s=3600.0)  # only wake() can deliver within the test
     task = asyncio.create_task(d.run())
-    await asyncio.sleep(0.05)
+    assert await until(lambda: _asleep(d)), "the dispatcher never went idle"
     Alarm(Pager(cfg, INST), conn, "A:x")(Event.RAISE, T0)
-    d.wake()  # delivered well before poll_s
-    for _ in range(200):
-        if receiver.accepted():
-            break
-        await asyncio.sleep(0.01)
+    d.wake()
+    assert await until(receiver.accepted), "wake() did not deliver"
     d.stop()
-    await asyncio.wait_for(task, 5)
+    await asyncio.wait_for(task, DEADLINE_S)
     assert len(receiver.accepted()) == 1
 
 
@@ -517,7 +521,7 @@ def test_backfill_pages_only_still_active_and_one_info(db):
 
 # -- heartbeat ----------------------------------------------------------------------------
 def test_heartbeat_url_and_command(receiver, tmp_path):
-    ok = send_heartbeat(PagingCfg(heartbeat_url=receiver.url), timeout_s=2)
+    ok = send_heartbeat(PagingCfg(heartbeat_url=receiver.url), timeout_s=ANSWER_S)
     assert ok.ok and receiver.requests[0][0] == "GET"
     bad = send_heartbeat(PagingCfg(heartbeat_command=(sys.executable, "-c", "raise SystemExit(1)")))
     assert not bad.ok and "exit 1" in bad.error

@@ -1,7 +1,5 @@
 """Record-based particle counter: records once by their own time, backfill, lost, conflict."""
 
-import asyncio
-
 import pytest
 
 from facility.config import parse_config
@@ -9,28 +7,12 @@ from facility.domain.model import Quality
 from sensors.counter import concentration_per_m3
 from sensors.poller import Poller
 from sensors.simulator import Simulator
+from tests.fixtures.config import device, facility_toml, zone
+from tests.fixtures.wait import until
 
-CFG = """
-[facility]
-id = "t"
-[[sites]]
-id = "S"
-timezone = "Asia/Hong_Kong"
-[[zones]]
-id = "Z"
-site = "S"
-iso_class = 7
-[[devices]]
-id = "PC"
-site = "S"
-zone = "Z"
-host = "127.0.0.1"
-port = 2000
-scan_s = 0.3
-timeout_s = 0.2
-retries = 0
-profile = "particle-counter"
-"""
+CFG = facility_toml(zones=[zone("Z", iso_class=7)],
+                    devices=[device("PC", 2000, zone="Z", scan_s=0.3, timeout_s=0.2, retries=0,
+                                    profile="particle-counter")])
 
 
 class Collector(list):
@@ -61,18 +43,38 @@ async def test_backfill_after_outage_stores_every_record_exactly_once():
     async with Simulator(cfg, ephemeral=True, record_s=1.0, prefill=3) as sim:
         got = Collector()
         poller = Poller(sim.client_config(), got, base_backoff_s=0.2, max_backoff_s=0.4)
+        counter = sim.units["PC"].counter
+        pc = poller.devices()["PC"]
+
+        def stored():
+            return [s.ts_ms for s in got.of("count_0_3um")]
+
+        def newest_buffered():
+            return counter.buffer[-1].ts_s * 1000
+
+        def caught_up():  # every record the counter holds is stored
+            return bool(stored()) and stored()[-1] == newest_buffered()
+
         poller.start()
-        await asyncio.sleep(1.5)
-        sim.set_scenario("counter-offline", "PC")
-        await asyncio.sleep(3.2)
-        assert poller.devices()["PC"].health.consecutive_failures > 0
-        sim.set_scenario("normal", "PC")
-        await asyncio.sleep(1.5)
-        await poller.stop()
-        ts = [s.ts_ms for s in got.of("count_0_3um")]
+        try:
+            assert await until(lambda: len(stored()) >= 2 and caught_up())
+            sim.set_scenario("counter-offline", "PC")
+            last = stored()[-1]
+            # the outage: reads fail while the counter keeps recording (three records or more)
+            assert await until(lambda: pc.health.consecutive_failures > 0
+                               and newest_buffered() - last >= 3000)
+            assert pc.health.consecutive_failures > 0
+            sim.set_scenario("normal", "PC")
+            backlog = newest_buffered()
+            # the backlog is read back, and recording goes on live after it
+            assert await until(lambda: pc.health.consecutive_failures == 0 and caught_up()
+                               and stored()[-1] > backlog), "the backlog was never read back"
+        finally:
+            await poller.stop()
+        ts = stored()
         assert len(ts) == len(set(ts)), "a record was stored twice"
         assert ts == sorted(ts), "records must be stored oldest first"
-        buffered = [r.ts_s * 1000 for r in sim.units["PC"].counter.buffer if r.ts_s * 1000 >= ts[0]]
+        buffered = [r.ts_s * 1000 for r in counter.buffer if r.ts_s * 1000 >= ts[0]]
         assert ts == buffered[:len(ts)] and len(ts) >= len(buffered) - 1
         assert len(ts) >= 6
         assert max(s.value for s in got.of("records_lost") if s.value is not None) == 0

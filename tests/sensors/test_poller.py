@@ -1,47 +1,37 @@
 """Pollers against the simulator on ephemeral ports: bad devices never delay good ones."""
 
-import asyncio
 import json
 import socket
 
 import pytest
 
+from facility.cli.service import format_poll_json
 from facility.config import load_config, parse_config
 from facility.domain.model import Quality
 from sensors.modbus import Connection, CounterClient, UnitClient, WriteRefused
 from sensors.points import expand_points
-from sensors.poller import Poller, format_poll_json, poll_command, poll_once
+from sensors.poller import (
+    DEAD_AFTER_FAILURES,
+    Poller,
+    UnknownDevice,
+    poll_once,
+    read_once,
+)
 from sensors.simulator import Simulator
+from tests.fixtures.config import device, facility_toml, zone
+from tests.fixtures.wait import until
 
-HEAD = """
-[facility]
-id = "t"
-[[sites]]
-id = "S"
-timezone = "Asia/Hong_Kong"
-[[zones]]
-id = "Z"
-site = "S"
-iso_class = 5
-reference = "ambient"
-min_dp_pa = 10
-"""
+ZONE = zone("Z", iso_class=5, reference="ambient", min_dp_pa=10)
 
 
-def dev(id_, port, profile="dp-transmitter", unit=1, scan_s=0.2, timeout_s=0.15, extra=""):
-    return f"""
-[[devices]]
-id = "{id_}"
-site = "S"
-zone = "Z"
-host = "127.0.0.1"
-port = {port}
-unit = {unit}
-scan_s = {scan_s}
-timeout_s = {timeout_s}
-retries = 0
-profile = "{profile}"
-{extra}"""
+def dev(id_, port, profile="dp-transmitter", unit=1, scan_s=0.2, timeout_s=0.15, **more):
+    return device(id_, port, zone="Z", unit=unit, scan_s=scan_s, timeout_s=timeout_s, retries=0,
+                  profile=profile, **more)
+
+
+def facility(*devices):
+    """One ISO 5 zone and the given devices, validated."""
+    return parse_config(facility_toml(zones=[ZONE], devices=list(devices)))
 
 
 class Collector:
@@ -55,17 +45,13 @@ class Collector:
         return [s for s in self.samples if s.point == point]
 
 
-async def run_for(poller, seconds):
-    poller.start()
-    try:
-        await asyncio.sleep(seconds)
-    finally:
-        await poller.stop()
+def _failed(poller, device, kind):
+    return poller.devices()[device].health.errors[kind]
 
 
 async def test_bad_devices_never_delay_good_ones_and_recover():
-    cfg = parse_config(HEAD + dev("G1", 1001) + dev("G2", 1002) + dev("SLOW", 1003, timeout_s=0.15)
-                       + dev("EXC", 1004) + dev("REF", 1005))
+    cfg = facility(dev("G1", 1001), dev("G2", 1002), dev("SLOW", 1003, timeout_s=0.15),
+                   dev("EXC", 1004), dev("REF", 1005))
     async with Simulator(cfg, ephemeral=True) as sim:
         sim.set_scenario("slow-device", "SLOW")
         sim.set_scenario("exceptions", "EXC")
@@ -73,10 +59,15 @@ async def test_bad_devices_never_delay_good_ones_and_recover():
         got = Collector()
         poller = Poller(sim.client_config(), got, base_backoff_s=0.2, max_backoff_s=0.4)
         poller.start()
-        await asyncio.sleep(2.0)
+        # every bad device fails in its own way, repeatedly, while the good ones keep
+        # being polled (each device has its own job; none waits for another's time-out)
+        assert await until(lambda: _failed(poller, "SLOW", "timeout") >= 3
+                           and _failed(poller, "EXC", "exception") >= 3
+                           and _failed(poller, "REF", "refused") >= 3
+                           and min(poller.devices()[d].health.cycles for d in ("G1", "G2")) >= 8
+                           and any(".errors_" in s.point for s in got.samples)), \
+            {d: (p.health.cycles, p.health.errors) for d, p in poller.devices().items()}
         for d in ("G1", "G2"):
-            cycles = poller.devices()[d].health.cycles
-            assert cycles >= 8, f"{d} polled only {cycles} times in 2 s at 0.2 s"
             assert all(s.quality == Quality.GOOD for s in got.of(f"{d}.dp"))
         assert {s.quality for s in got.of("SLOW.dp")} == {Quality.COMM}
         assert {s.quality for s in got.of("EXC.dp")} == {Quality.BAD}
@@ -90,29 +81,51 @@ async def test_bad_devices_never_delay_good_ones_and_recover():
         sim.set_scenario("normal")
         await sim.accept("REF")
         mark = len(got.samples)
-        await asyncio.sleep(1.5)
+
+        def recovered(d):
+            return any(s.point == f"{d}.dp" and s.quality == Quality.GOOD and s.value > 5
+                       for s in got.samples[mark:])
+
+        await until(lambda: all(recovered(d) for d in ("SLOW", "EXC", "REF")))
         await poller.stop()
-        later = got.samples[mark:]
         for d in ("SLOW", "EXC", "REF"):
-            assert any(s.point == f"{d}.dp" and s.quality == Quality.GOOD and s.value > 5 for s in later), d
+            assert recovered(d), d
 
 
 async def test_dead_unit_behind_gateway_does_not_starve_neighbours():
     th = lambda u: dev(f"TH{u}", 1100, "th-transmitter", unit=u, scan_s=0.3, timeout_s=0.08)  # noqa: E731
-    cfg = parse_config(HEAD + th(1) + th(2) + th(3))
+    cfg = facility(th(1), th(2), th(3))
     async with Simulator(cfg, ephemeral=True) as sim:
         sim.set_scenario("offline", "TH2")
         got = Collector()
-        poller = Poller(sim.client_config(), got, dead_probe_s=1.0)
-        await run_for(poller, 2.4)
+        # a probe interval longer than the test: once TH2 is dead it must not be polled at all
+        poller = Poller(sim.client_config(), got, dead_probe_s=3600.0)
         p = poller.devices()
+        poller.start()
+        try:
+            assert await until(lambda: p["TH2"].health.consecutive_failures >= DEAD_AFTER_FAILURES)
+            dead_cycles = p["TH2"].health.cycles
+            c1, c3 = p["TH1"].health.cycles, p["TH3"].health.cycles
+            assert await until(lambda: p["TH1"].health.cycles >= c1 + 6
+                               and p["TH3"].health.cycles >= c3 + 6), \
+                "the live units behind the gateway stopped being polled"
+        finally:
+            await poller.stop()
         assert p["TH1"].health.cycles >= 6 and p["TH3"].health.cycles >= 6
-        assert p["TH2"].health.cycles <= 5, "a dead unit must only be probed every dead_probe_s"
+        assert p["TH2"].health.cycles == dead_cycles, \
+            "a dead unit must only be probed every dead_probe_s"
+        assert dead_cycles == DEAD_AFTER_FAILURES
         assert all(s.quality == Quality.GOOD for s in got.of("TH1.temperature") + got.of("TH3.humidity"))
         assert {s.quality for s in got.of("TH2.temperature")} == {Quality.COMM}
+        # back online: a fresh poller (no dead state) reads it again
         sim.set_scenario("normal", "TH2")
+        mark = len(got.samples)
         poller2 = Poller(sim.client_config(), got, dead_probe_s=1.0)
-        await run_for(poller2, 0.8)
+        poller2.start()
+        try:
+            await until(lambda: any(s.point == "TH2.temperature" for s in got.samples[mark:]))
+        finally:
+            await poller2.stop()
         assert got.of("TH2.temperature")[-1].quality == Quality.GOOD
 
 
@@ -141,22 +154,22 @@ def test_poll_json_and_exit_3_when_every_device_is_dead():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
-    cfg = parse_config(HEAD + dev("DEAD", port))
-    lines, code = poll_command(cfg, as_json=True)
-    assert code == 3
-    rows = [json.loads(line) for line in lines]
+    cfg = facility(dev("DEAD", port))
+    result = read_once(cfg)
+    assert result.all_dead  # the CLI exits 3
+    rows = [json.loads(line) for line in format_poll_json(result.samples, cfg)]
     dp = next(r for r in rows if r["point"] == "DEAD.dp")
     assert dp == {"device": "DEAD", "point": "DEAD.dp", "ts": dp["ts"], "value": None,
                   "quality": "comm", "unit": "Pa"}
     assert dp["ts"].endswith("Z") and len(dp["ts"]) == 24
-    with pytest.raises(KeyError):
-        poll_command(cfg, device="NOPE")
+    with pytest.raises(UnknownDevice, match="'NOPE' is not configured"):
+        read_once(cfg, device="NOPE")
 
 
 def test_format_json_non_finite_is_null_bad():
     from facility.domain.model import Sample
 
-    cfg = parse_config(HEAD + dev("D", 1))
+    cfg = facility(dev("D", 1))
     (line,) = format_poll_json([Sample("D.dp", 1_700_000_000_123, float("nan"), Quality.GOOD)], cfg)
     assert json.loads(line) == {"device": "D", "point": "D.dp", "ts": "2023-11-14T22:13:20.123Z",
                                 "value": None, "quality": "bad", "unit": "Pa"}
@@ -166,7 +179,7 @@ def test_write_path_is_structural():
     public = lambda cls: {n for n in dir(cls) if not n.startswith("_")}  # noqa: E731
     assert not any("write" in n for n in public(UnitClient) | public(Connection))
     assert public(CounterClient) - public(UnitClient) == {"select_record"}
-    cfg = parse_config(HEAD + dev("D", 1))
+    cfg = facility(dev("D", 1))
     with pytest.raises(WriteRefused):
         CounterClient(Connection("127.0.0.1", 1), cfg.devices[0])
     import pathlib

@@ -5,6 +5,7 @@ import pytest
 from facility.config import load_config, parse_config
 from sensors.points import expand_points, point_infos, point_problems
 from sensors.profiles import ProfileError, available, load_profile, protocol_address
+from tests.fixtures.config import device, facility_toml, site, zone
 
 CONFIG = "config.toml"
 
@@ -61,23 +62,9 @@ def test_shipped_config_points():
     assert infos["MARS-PC-08.pc_0_5um"].gmp and not infos["MEC-PC-01.pc_0_5um"].gmp
 
 
-MINI = """
-[facility]
-id = "t"
-[[sites]]
-id = "S"
-[[zones]]
-id = "Z"
-site = "S"
-[[devices]]
-id = "DP"
-site = "S"
-host = "127.0.0.1"
-port = 1502
-profile = "dp-transmitter"
-[[devices.points]]
-name = "dpp"
-"""
+MINI = facility_toml(sites=[site("S", timezone=None)], zones=[zone("Z")],
+                     devices=[device("DP", 1502, profile="dp-transmitter",
+                                     points=[{"name": "dpp"}])])
 
 
 def test_unknown_annotated_name_is_a_problem():

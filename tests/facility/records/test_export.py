@@ -13,7 +13,7 @@ from facility.cli import cli
 from facility.records.export import ExportRequest, export
 from facility.records.verify import verify_export
 from facility.store import Store
-from tests.fixtures.export import build, key_file
+from tests.fixtures.export import CONFIG, build, key_file
 
 
 @pytest.fixture()
@@ -73,7 +73,7 @@ def test_zone_filter_and_half_open_range(dataset, tmp_path):
 
 
 def test_missing_database_exits_3(tmp_path):
-    (tmp_path / "config.toml").write_text(build.__globals__["CONFIG"])
+    (tmp_path / "config.toml").write_text(CONFIG)
     r = CliRunner().invoke(cli, ["export", "--config", str(tmp_path / "config.toml"), "--from",
                                  "2025-01-01", "--to", "2025-01-02", "--out", str(tmp_path / "o")])
     assert r.exit_code == 3 and "does not exist" in r.output

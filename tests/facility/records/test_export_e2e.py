@@ -1,7 +1,7 @@
 """The auditor's path end to end, on data the real service wrote.
 
 Real parts only: the pymodbus simulator on ephemeral loopback ports, the service in-process
-(``tests.test_service.Running``), a loopback HTTP page receiver, the Unix action socket, a
+(the ``start_service`` fixture), a loopback HTTP page receiver, the Unix action socket, a
 real SQLite file — and then the auditor's commands as subprocesses of the real CLI:
 
 1. a door-open excursion on Z1 (``Z1.dp_cascade:action_low``), acknowledged through the
@@ -37,8 +37,7 @@ from facility.service.socket import current_login, request
 from facility.store import Cycle, Store
 from facility.store.keys import audit_key, default_key_path
 from facility.store.partitions import partition_path
-from tests.fixtures.service import Receiver, config_text, wait_for
-from tests.facility.service.test_service import Running
+from tests.fixtures.service import config_text, wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
@@ -46,29 +45,19 @@ pytestmark = pytest.mark.slow
 CASCADE = "Z1.dp_cascade:action_low"
 REASON = "door held for a pallet transfer"
 
-HAZMAT = """
-[[hazmat.substances]]
-id = "ipa"
-name = "Isopropanol"
-un = "UN1219"
-class = "3"
-unit = "L"
-
-[[hazmat.stores]]
-id = "DGS"
-site = "S"
-zone = "Z2"
-premises = "industrial"
-licence = "DG-E2E-1"
-licensed_max = { "3" = 400.0 }
-compartments = ["flammables"]
-"""
+HAZMAT = {
+    "substances": [{"id": "ipa", "name": "Isopropanol", "un": "UN1219", "class": "3",
+                    "unit": "L"}],
+    "stores": [{"id": "DGS", "site": "S", "zone": "Z2", "premises": "industrial",
+                "licence": "DG-E2E-1", "licensed_max": {"3": 400.0},
+                "compartments": ["flammables"]}],
+}
 
 
 def _facility(tmp_path, url):
     """The shared test facility plus a dangerous-goods store; the login gets role hazmat."""
-    text = config_text(str(tmp_path / "fms.db"), url).replace(
-        'roles = ["technician"]', 'roles = ["technician", "hazmat"]') + HAZMAT
+    text = config_text(str(tmp_path / "fms.db"), url, roles=("technician", "hazmat"),
+                       hazmat=HAZMAT)
     path = tmp_path / "config.toml"
     path.write_text(text)
     return parse_config(text, base_dir=str(tmp_path)), path
@@ -107,28 +96,25 @@ def _utc_day(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%d")
 
 
-def test_auditor_export_verify_tamper_archive_purge(tmp_path):
-    receiver = Receiver()
+def test_auditor_export_verify_tamper_archive_purge(tmp_path, receiver, start_service):
     cfg, cfg_path = _facility(tmp_path, receiver.url)
     login = current_login()
-    try:
-        # ---- 1. the service records an acknowledged excursion and a hazmat receipt ------
-        with Running(cfg) as run:
-            got = _cli("hazmat", "receive", "--container", "IPA-0001", "--substance", "ipa",
-                       "--quantity", "20", "--unit", "L", "--store", "DGS", "--compartment",
-                       "flammables", "--reason", "delivery note 4711", config=cfg_path)
-            assert got.returncode == 0, got.stderr
-            run.call(run.sim.set_scenario, "door-open", "Z1")
-            assert wait_for(lambda: run.state(CASCADE).state.value == "UNACK"), "no alarm"
-            occ = run.state(CASCADE).occurrence
-            reply = request(cfg.db_path, {"action": "ack", "alarm": CASCADE, "occurrence": occ,
-                                          "reason": REASON})
-            assert reply["ok"] and reply["state"] == "ACKED"
-            run.call(run.sim.set_scenario, "normal", None)
-            assert wait_for(lambda: run.state(CASCADE).state.value == "NORM"), "never cleared"
-            assert wait_for(lambda: "resolve" in receiver.actions_for(CASCADE)), receiver.pages
-    finally:
-        receiver.close()
+    # ---- 1. the service records an acknowledged excursion and a hazmat receipt ----------
+    run = start_service(cfg)
+    got = _cli("hazmat", "receive", "--container", "IPA-0001", "--substance", "ipa",
+               "--quantity", "20", "--unit", "L", "--store", "DGS", "--compartment",
+               "flammables", "--reason", "delivery note 4711", config=cfg_path)
+    assert got.returncode == 0, got.stderr
+    run.call(run.sim.set_scenario, "door-open", "Z1")
+    assert wait_for(lambda: run.state(CASCADE).state.value == "UNACK"), "no alarm"
+    occ = run.state(CASCADE).occurrence
+    reply = request(cfg.db_path, {"action": "ack", "alarm": CASCADE, "occurrence": occ,
+                                  "reason": REASON})
+    assert reply["ok"] and reply["state"] == "ACKED"
+    run.call(run.sim.set_scenario, "normal", None)
+    assert wait_for(lambda: run.state(CASCADE).state.value == "NORM"), "never cleared"
+    assert wait_for(lambda: "resolve" in receiver.actions_for(CASCADE)), receiver.pages
+    run.stop()
 
     # ---- 2. the auditor exports the whole period and verifies it -------------------------
     # Bare dates are in the site's zone (Asia/Hong_Kong); --to DATE is the end of that day.
