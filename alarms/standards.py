@@ -227,54 +227,109 @@ def gas(name: str) -> Gas:
     raise ValueError(f"gas {name!r} is not in the gas table; known: {known}")
 
 
-def default_setpoints(gas_name: str, monitor: str,
-                      override: dict[str, float] | None = None) -> dict:
-    """Two-stage detector set points for a gas (reference §3 "Detector set-point conventions").
+# Detector set points (reference §3 "Detector set-point conventions"). Alarm levels are
+# exposure-limit based: a usual two-stage scheme alarms low at the TLV-TWA and high at the
+# STEL or 2 x TLV; a ceiling ("never exceeded at any instant") caps the high stage. The
+# IDLH is what a person must never meet, so it is never an alarm level: for cabinet
+# monitors §3 gives it only as the bound ("at or below the IDLH", common practice 1/2 IDLH
+# or 3 x PEL) that a site's own higher set points may reach without a justification.
+LEL_LOW_PCT = 10.0
+"""Low alarm of a flammable gas with no toxic limit, % of its LEL (reference §3 "flammables
+at 10 % / 20 % (or 25 %) of LEL")."""
+LEL_HIGH_PCT = 20.0
+"""High alarm of such a gas, % of its LEL (reference §3, the usual 20 %)."""
+LEL_HIGH_MAX_PCT = 25.0
+"""The highest high alarm reference §3 names for a flammable gas (its "or 25 %")."""
 
-    ``monitor="room"``: low = TLV-TWA, high = STEL, else 2 × TLV (capped at an ACGIH
-    ceiling). ``monitor="cabinet"`` (exhausted enclosure): high = IDLH, low = the lower
-    of ½ IDLH and 3 × PEL (both are "common practice"; the lower one is the protective
-    choice); a gas without an IDLH falls back to the room scheme. A gas with no toxic
-    value (hydrogen) alarms at 10 % / 20 % of its LEL in "%LEL". ``override`` (the
-    detector's ``setpoints`` from config.toml) replaces the values it names and the
-    ``source`` says so. Returns ``dict(low=, high=, unit=, source=)``.
-    """
-    g = gas(gas_name)
-    if monitor not in ("room", "cabinet"):
-        raise ValueError(f"monitor={monitor!r} must be 'room' or 'cabinet'")
-    ref = f"reference/standards.md §3, {g.name}"
+
+def _scheme(g: Gas) -> tuple[float, float, str, str]:
+    """(low, high, unit, source) of the two-stage scheme for one gas (room and cabinet)."""
     if g.tlv_twa_ppm is None:
         if g.lel_pct_vol is None:
             raise ValueError(f"gas {g.name!r} has neither a toxic limit nor an LEL; "
                              "give setpoints for its detector in config.toml")
-        out = {"low": 10.0, "high": 20.0, "unit": "%LEL",
-               "source": f"{ref}: 10 %/20 % of LEL {g.lel_pct_vol} %vol"}
-    elif monitor == "cabinet" and g.idlh_ppm is not None:
-        half_idlh = g.idlh_ppm / 2
-        low, how = half_idlh, "1/2 IDLH"
-        if g.pel_ppm is not None and 3 * g.pel_ppm < half_idlh:
-            low, how = 3 * g.pel_ppm, "3 x PEL"
-        out = {"low": low, "high": g.idlh_ppm, "unit": "ppm",
-               "source": f"{ref}: cabinet low = {how}, high = IDLH {g.idlh_ppm}"}
+        # reference §3: "flammables at 10 % / 20 % (or 25 %) of LEL"
+        return (LEL_LOW_PCT, LEL_HIGH_PCT, "%LEL",
+                f"{g.name}: low = {LEL_LOW_PCT:g} %, high = {LEL_HIGH_PCT:g} % of LEL "
+                f"{g.lel_pct_vol:g} %vol (flammable gas)")
+    tlv = g.tlv_twa_ppm
+    # reference §3 two-stage scheme: "low alarm at the TLV-TWA ... high alarm at 2 x TLV or
+    # the STEL"; the STEL where the table gives one, else 2 x TLV capped at a ceiling
+    # (HF: 2 x 0.5 = 1 ppm, below its ceiling of 2 ppm).
+    if g.stel_ppm is not None:
+        high, how = g.stel_ppm, f"ACGIH STEL {g.stel_ppm:g} ppm"
     else:
-        tlv = g.tlv_twa_ppm
-        if g.stel_ppm is not None:
-            high, how = g.stel_ppm, "STEL"
-        else:
-            high, how = 2 * tlv, "2 x TLV"
-            if g.ceiling_ppm is not None and g.ceiling_ppm < high:
-                high, how = g.ceiling_ppm, "ceiling"
-        fallback = " (no IDLH: room scheme)" if monitor == "cabinet" else ""
-        out = {"low": tlv, "high": high, "unit": "ppm",
-               "source": f"{ref}: low = TLV-TWA {tlv}, high = {how}{fallback}"}
+        high, how = 2 * tlv, f"2 x TLV-TWA {2 * tlv:g} ppm"
+    ceilings = [c for c in (g.ceiling_ppm, g.pel_ppm if g.pel_is_ceiling else None)
+                if c is not None]
+    if ceilings and min(ceilings) < high:
+        high, how = min(ceilings), f"ceiling {min(ceilings):g} ppm"
+    return (tlv, high, "ppm",
+            f"{g.name}: low = ACGIH TLV-TWA {tlv:g} ppm, high = {how} (two-stage scheme)")
+
+
+def default_setpoints(gas_name: str, monitor: str,
+                      override: dict[str, float] | None = None) -> dict:
+    """Two-stage detector set points for a gas (reference §3 "Detector set-point conventions").
+
+    Room and cabinet monitors alike: low = TLV-TWA, high = STEL, else 2 × TLV (capped at a
+    ceiling: the ACGIH ceiling or an OSHA PEL that is one). The IDLH is never an alarm
+    level (:func:`supported_setpoints` uses it only as a bound for cabinet monitors). A gas
+    with no toxic value (hydrogen) alarms at 10 % / 20 % of its LEL in "%LEL". ``override``
+    (the detector's ``setpoints`` from config.toml, in the unit returned) replaces the values
+    it names and the ``source`` says so. Returns ``dict(low=, high=, unit=, source=)``.
+    """
+    g = gas(gas_name)
+    if monitor not in ("room", "cabinet"):
+        raise ValueError(f"monitor={monitor!r} must be 'room' or 'cabinet'")
+    low, high, unit, how = _scheme(g)
+    out = {"low": low, "high": high, "unit": unit,
+           "source": f"{how}, {monitor} monitor (reference/standards.md §3)"}
     if override:
         unknown = set(override) - {"low", "high"}
         if unknown:
             raise ValueError(f"setpoint override keys {sorted(unknown)} are not 'low'/'high'")
         for k, v in override.items():
-            out[k] = float(v)
+            v = float(v)
+            if not (math.isfinite(v) and v > 0):
+                raise ValueError(f"setpoint {k}={v!r} must be a positive finite number in {unit}")
+            out[k] = v
         out["source"] = f"config override of {sorted(override)}; default: {out['source']}"
     if not out["low"] < out["high"]:
-        raise ValueError(f"gas {g.name} {monitor} set points low={out['low']} must be "
-                         f"below high={out['high']}")
+        raise ValueError(f"gas {g.name} {monitor} set points low={out['low']:g} must be "
+                         f"below high={out['high']:g}")
     return out
+
+
+def supported_setpoints(gas_name: str, monitor: str) -> dict:
+    """The highest set points reference §3 supports for a detector, in the unit of
+    :func:`default_setpoints`: a configured value above them needs a justification.
+
+    Room monitors "alarm at or below the PEL/TLV": low at most the TLV-TWA, high at most
+    the scheme's STEL / 2 × TLV / ceiling. Cabinet (exhausted-enclosure) monitors alarm
+    "at or below the IDLH (common practice: ½ IDLH or 3 × PEL)": each stage may reach the
+    lower of ½ IDLH and 3 × PEL (whichever the table gives), or the room value where that
+    is higher; never the IDLH itself. Flammables: low 10 %, high 25 % of the LEL.
+    Returns ``dict(low=, high=, unit=, why=)``; ``why`` names the clause for messages.
+    """
+    g = gas(gas_name)
+    if monitor not in ("room", "cabinet"):
+        raise ValueError(f"monitor={monitor!r} must be 'room' or 'cabinet'")
+    low, high, unit, _how = _scheme(g)
+    if unit == "%LEL":
+        # reference §3: "flammables at 10 % / 20 % (or 25 %) of LEL"
+        return {"low": LEL_LOW_PCT, "high": LEL_HIGH_MAX_PCT, "unit": unit,
+                "why": f"flammables at {LEL_LOW_PCT:g} % / {LEL_HIGH_MAX_PCT:g} % of LEL"}
+    why = "room monitors alarm at or below the TLV-TWA, high at the STEL or 2 x TLV"
+    if monitor == "cabinet":
+        # reference §3: cabinet monitors "at or below the IDLH (common practice: 1/2 IDLH or
+        # 3 x PEL)"; the lower of the two is the protective reading of "or".
+        practice = [(v, w) for v, w in ((g.idlh_ppm / 2 if g.idlh_ppm else None, "1/2 IDLH"),
+                                        (3 * g.pel_ppm if g.pel_ppm else None, "3 x PEL"))
+                    if v is not None]
+        if practice:
+            bound, what = min(practice)
+            low, high = max(low, bound), max(high, bound)
+            why = (f"cabinet monitors at or below {what} {bound:g} ppm"
+                   + (f", never the IDLH {g.idlh_ppm:g} ppm" if g.idlh_ppm else ""))
+    return {"low": low, "high": high, "unit": unit, "why": why}

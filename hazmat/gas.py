@@ -11,7 +11,13 @@ Per detector:
   point ``<det>.setpoint_mismatch``.
 * Where it has no bits, the computed set points become the limits of ``<det>.conc``:
   alert_high = low alarm, action_high = high alarm (``alarms.standards.default_setpoints``:
-  room vs cabinet, % LEL for a gas with no toxic limit, per-detector ``setpoints`` override).
+  TLV-TWA and STEL / 2 x TLV / ceiling for room and cabinet monitors alike, never the IDLH;
+  % LEL for a gas with no toxic limit; per-detector ``setpoints`` override).
+* A configured ``setpoints`` value above what reference/standards.md §3 supports
+  (``alarms.standards.supported_setpoints``) needs ``setpoints_justification``; without one
+  it is a check-config problem.
+* A disagreement between bits and computed set points is a MEDIUM instrument alarm at least
+  (an instrument that may not alarm is worth a technician's visit, not a night call).
 * STEL (15 min) and TWA (8 h) are derived points ``<det>.stel_15min`` / ``<det>.twa_8h``
   computed with the engine's exposure kernel; room monitors get action_high limits at the
   gas's STEL and TLV-TWA (exposure limits protect people in the room; the inside of an
@@ -29,10 +35,12 @@ import numpy as np
 
 from alarms.exposure import STEL_WINDOW_S, TWA_WINDOW_S, ExposureTracker
 from alarms.rules import RulePoint
-from alarms.standards import default_setpoints
+from alarms.standards import default_setpoints, supported_setpoints
 from alarms.standards import gas as gas_entry
 from facility.config.schema import Config, Device, LimitSpec
+from facility.domain.display import format_value
 from facility.domain.model import Quality, Sample
+from facility.domain.vocab import PRIORITY_RANK
 from hazmat.classes import all_classes
 
 BIT = 0.5
@@ -41,6 +49,10 @@ BIT = 0.5
 MISMATCH_TOLERANCE = 0.10
 """Relative band around a set point inside which bits and reading may differ (sensor and
 relay hysteresis) before a disagreement is an instrument alarm. A site choice."""
+
+MISMATCH_PRIORITY = "medium"
+"""The least priority of the bits-vs-set-points instrument alarm, whatever
+``[alarms.priorities] instrument`` says (docs/ARCHITECTURE.md "Gas exposure")."""
 
 
 def GasPoint(**kw) -> RulePoint:  # noqa: N802 - reads as the point type it builds
@@ -75,6 +87,12 @@ class DetectorPolicy:
     def critical(self) -> bool:
         """DESIGN.md: toxic or pyrophoric gas alarms are critical."""
         return self.toxic or self.pyrophoric
+
+    @property
+    def setpoints_text(self) -> str:
+        """``low 0.005 ppm / high 0.01 ppm``: with the digits their range needs, so the two
+        stages of a very toxic gas never read alike."""
+        return f"low {format_value(self.low, 'ppm')} / high {format_value(self.high, 'ppm')}"
 
     @property
     def stel_point(self) -> str:
@@ -114,10 +132,12 @@ def policy(cfg: Config, dev: Device, has_bits: bool = True) -> DetectorPolicy:
     monitor = dev.monitor or ("cabinet" if dev.cabinet else "room")
     sp = default_setpoints(g.name, monitor, dict(dev.setpoints) or None)
     low, high = _ppm(sp["low"], sp["unit"], g.lel_pct_vol), _ppm(sp["high"], sp["unit"], g.lel_pct_vol)
+    why = f"; justification: {dev.setpoints_justification}" if (
+        dev.setpoints and dev.setpoints_justification) else ""
     return DetectorPolicy(
         device=dev.id, gas=dev.gas, monitor=monitor, cabinet=dev.cabinet, zone=dev.zone,
         site=dev.site, conc_point=f"{dev.id}.conc", low=low, high=high,
-        source=sp["source"] + (f" ({sp['unit']} -> ppm)" if sp["unit"] != "ppm" else ""),
+        source=sp["source"] + (f" ({sp['unit']} -> ppm)" if sp["unit"] != "ppm" else "") + why,
         has_bits=has_bits, toxic=is_toxic_gas(cfg, dev.gas), pyrophoric=g.pyrophoric,
         stel_ppm=g.stel_ppm, twa_ppm=g.tlv_twa_ppm, max_hold_s=2.0 * dev.scan_s,
         stale_after_s=3.0 * dev.scan_s)
@@ -138,7 +158,32 @@ def detector_policies(cfg: Config, points: Iterable | None = None) -> tuple[list
             out.append(policy(cfg, dev, True if with_bits is None else dev.id in with_bits))
         except ValueError as exc:
             problems.append(f"devices[{i}].gas: {dev.id}: {exc}")
+            continue
+        problems.extend(f"devices[{i}].{line}" for line in unsupported_setpoints(dev))
     return out, problems
+
+
+def unsupported_setpoints(dev: Device) -> list[str]:
+    """``setpoints.<stage>=<value> ...`` for each configured set point above what
+    reference/standards.md §3 supports, when the detector gives no ``setpoints_justification``.
+
+    One line each, naming the value, the bound with its clause and the fix.
+    """
+    if not dev.setpoints or (dev.setpoints_justification or "").strip():
+        return []
+    g = gas_entry(dev.gas)
+    monitor = dev.monitor or ("cabinet" if dev.cabinet else "room")
+    bound = supported_setpoints(g.name, monitor)
+    unit = " %LEL" if bound["unit"] == "%LEL" else " ppm"
+    out = []
+    for stage in ("low", "high"):
+        value = dev.setpoints.get(stage)
+        if value is None or value <= bound[stage] * (1 + 1e-9):
+            continue
+        out.append(f"setpoints.{stage}={value:g}{unit} is above {bound[stage]:g}{unit}, the most "
+                   f"reference/standards.md §3 supports for {g.name} at a {monitor} monitor "
+                   f"({bound['why']}); lower it or add setpoints_justification = \"...\"")
+    return out
 
 
 def gas_points(cfg: Config, points: Iterable | None = None) -> tuple[list[GasPoint], list[str]]:
@@ -163,11 +208,13 @@ def gas_points(cfg: Config, points: Iterable | None = None) -> tuple[list[GasPoi
             out.append(GasPoint(
                 id=p.mismatch_point, quantity="status", unit="", decimals=0,
                 stale_after_s=p.stale_after_s, alarm_kind="instrument", alarm_subject=p.device,
+                min_priority=MISMATCH_PRIORITY,
                 limits={"action_high": LimitSpec(
                     limit=BIT, on_delay_s=3.0 * p.max_hold_s / 2.0,
                     justification="detector relay filter: bits lag the reading by a scan or two")},
-                limit_sources={"action_high": "detector alarm bits disagree with set points "
-                                              f"computed from the gas table ({p.source})"},
+                limit_sources={"action_high": "detector alarm bits disagree with the set points"
+                                              f" computed from the gas table: {p.setpoints_text}"
+                                              f" ({p.source})"},
                 **base))
         for pid, limit, words in ((p.stel_point, p.stel_ppm, "STEL 15 min"),
                                   (p.twa_point, p.twa_ppm, "TLV-TWA 8 h")):
@@ -193,9 +240,11 @@ def gas_rules(cfg: Config, points: Iterable | None = None) -> list[dict]:
     pols, _problems = detector_policies(cfg, points)
     rules: list[dict] = []
 
-    def add(point, limit, value, source, kind, critical, subject, on_delay_s=0.0):
+    def add(point, limit, value, source, kind, critical, subject, on_delay_s=0.0, floor=None):
         prio = "critical" if critical else pri.get(kind) or pri.get(limit) or (
             "high" if limit.startswith("action") else "medium")
+        if floor and PRIORITY_RANK[floor] < PRIORITY_RANK.get(prio, len(PRIORITY_RANK)):
+            prio = floor
         rules.append(dict(point=point, limit=limit, value=value, source=source, kind=kind,
                           priority=prio, critical=critical, subject=subject,
                           on_delay_s=on_delay_s))
@@ -208,8 +257,8 @@ def gas_rules(cfg: Config, points: Iterable | None = None) -> list[dict]:
             add(f"{det}.alarm_high", "action_high", BIT, "detector's own high alarm bit (authoritative)",
                 "gas_high", p.critical, det)
             add(p.mismatch_point, "action_high", BIT,
-                f"bits vs computed set points low {p.low:g} / high {p.high:g} ppm ({p.source})",
-                "instrument", False, det, 1.5 * p.max_hold_s)
+                f"bits vs computed set points {p.setpoints_text} ({p.source})",
+                "instrument", False, det, 1.5 * p.max_hold_s, MISMATCH_PRIORITY)
             add(f"{det}.fault", "action_high", BIT, "detector fault bit", "fault", p.toxic, det)
         else:
             add(p.conc_point, "alert_high", p.low, f"gas low alarm: {p.source}", "gas_low", p.critical, det)

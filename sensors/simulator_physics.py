@@ -18,9 +18,11 @@ from sensors.counter import CUBIC_FOOT_L
 # Annex 1 Table 5 grades as the nearest ISO 14644-1 class (0.5 um): in operation / at rest.
 GRADE_ISO = {"in_operation": {"A": 5, "B": 7, "C": 8, "D": 8},
              "at_rest": {"A": 5, "B": 5, "C": 7, "D": 8}}
-# Gas alarm set points (ppm) used when the device has none: roughly TLV-TWA / 2 x TLV.
-GAS_SETPOINTS = {"arsine": (0.025, 0.05), "phosphine": (0.15, 0.3), "silane": (2.5, 5.0),
-                 "ammonia": (25.0, 50.0), "chlorine": (0.5, 1.0)}
+# Gas alarm set points (ppm) of a simulated detector without `setpoints`: those of
+# reference/standards.md §3's two-stage scheme (low TLV-TWA, high STEL or 2 x TLV), so its
+# alarm bits agree with the set points the gas policy computes.
+GAS_SETPOINTS = {"arsine": (0.005, 0.01), "phosphine": (0.3, 1.0), "silane": (5.0, 10.0),
+                 "ammonia": (25.0, 35.0), "chlorine": (0.5, 1.0)}
 NORMAL_FRACTION = (0.03, 0.12)  # normal particle level as a fraction of the class limit
 EXCURSION_FRACTION = (2.0, 3.5)
 

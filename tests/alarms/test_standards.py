@@ -152,10 +152,10 @@ def test_gas_table_rows():
     ("arsine", "room", 0.005, 0.01, "ppm"),  # TLV, 2 x TLV
     ("hydrogen fluoride", "room", 0.5, 1.0, "ppm"),  # 2 x TLV below the ceiling 2
     ("ammonia", "room", 25, 35, "ppm"),
-    ("arsine", "cabinet", 0.15, 3, "ppm"),  # 3 x PEL < 1/2 IDLH
-    ("phosphine", "cabinet", 0.9, 50, "ppm"),
-    ("ammonia", "cabinet", 150, 300, "ppm"),  # both give 150
-    ("silane", "cabinet", 5, 10, "ppm"),  # no IDLH: room scheme
+    ("arsine", "cabinet", 0.005, 0.01, "ppm"),  # cabinets too: TLV-based, never the IDLH
+    ("phosphine", "cabinet", 0.3, 1.0, "ppm"),
+    ("ammonia", "cabinet", 25, 35, "ppm"),
+    ("silane", "cabinet", 5, 10, "ppm"),
     ("hydrogen", "room", 10, 20, "%LEL"),
     ("hydrogen", "cabinet", 10, 20, "%LEL"),
 ])
@@ -166,8 +166,8 @@ def test_default_setpoints(name, monitor, low, high, unit):
 
 
 def test_setpoint_override_and_errors():
-    sp = default_setpoints("arsine", "cabinet", {"low": 0.05})
-    assert sp["low"] == 0.05 and sp["high"] == 3 and "override" in sp["source"]
+    sp = default_setpoints("arsine", "cabinet", {"low": 0.05, "high": 0.1})
+    assert sp["low"] == 0.05 and sp["high"] == 0.1 and "override" in sp["source"]
     with pytest.raises(ValueError, match="room"):
         default_setpoints("arsine", "lab")
     with pytest.raises(ValueError, match="low"):

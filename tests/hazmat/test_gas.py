@@ -66,7 +66,7 @@ def test_stel_and_twa_equal_plain_python_on_irregular_samples_with_gaps(seed):
 def test_setpoints_room_vs_cabinet_and_override():
     pols = {p.device: p for p in detector_policies(CFG)[0]}
     assert (pols["MEC-GD-05"].low, pols["MEC-GD-05"].high) == (0.3, 1.0)  # room: TLV, STEL
-    assert (pols["MEC-GD-02"].low, pols["MEC-GD-02"].high) == (0.9, 50.0)  # cabinet: 3xPEL, IDLH
+    assert (pols["MEC-GD-02"].low, pols["MEC-GD-02"].high) == (0.3, 1.0)  # cabinet: same, not IDLH
     dev = replace(CFG.device("MEC-GD-05"), setpoints={"high": 0.8})
     cfg = replace(CFG, devices=tuple(dev if d.id == dev.id else d for d in CFG.devices))
     p = next(p for p in detector_policies(cfg)[0] if p.device == "MEC-GD-05")

@@ -29,7 +29,7 @@ async def test_scripted_events():
         assert sim.set_scenario("gas-leak") == ["MEC-GD-01"]
         got = by_point(await poll_once(sim.client_config()))
         assert got["MEC-IO-01.door_litho"].value == 1 and abs(got["MEC-DP-01.dp"].value) < 5
-        assert got["MEC-GD-01.alarm_high"].value == 1 and got["MEC-GD-01.conc"].value > 0.05
+        assert got["MEC-GD-01.alarm_high"].value == 1 and got["MEC-GD-01.conc"].value > 0.01
         assert got["MEC-GD-02.alarm_high"].value == 0
         task = sim.schedule([(0.1, "normal", None)])
         await asyncio.wait_for(task, 2)
