@@ -66,6 +66,44 @@ OUTBOX_MIGRATIONS: list[str] = [
         summarised  INTEGER NOT NULL DEFAULT 0
     )""",
     "CREATE INDEX IF NOT EXISTS page_flood_ts ON page_flood (ts_ms)",
+    # The context of an occurrence (alarms.page_text.AlarmContext as JSON): an escalation,
+    # repeat or late update without a fresher one re-reads the latest state from here.
+    "ALTER TABLE page_occurrence ADD COLUMN ctx TEXT",
+    # Why a 'folded' occurrence was not paged: 'flood' (NULL in older rows) or 'chatter'.
+    "ALTER TABLE page_occurrence ADD COLUMN folded_by TEXT",
+    # A return to normal, unacknowledged, waits here (alarms.paging "repeat control"):
+    # paged at held_until_ms unless the alarm raises again first.
+    "ALTER TABLE page_occurrence ADD COLUMN held TEXT",
+    "ALTER TABLE page_occurrence ADD COLUMN held_until_ms INTEGER",
+    "CREATE INDEX IF NOT EXISTS page_occurrence_held ON page_occurrence (held_until_ms)"
+    " WHERE held_until_ms IS NOT NULL",
+    # Floods are per site (ISA-18.2 counts per operator position; a site is one here).
+    "ALTER TABLE page_flood ADD COLUMN site TEXT NOT NULL DEFAULT ''",
+    "CREATE INDEX IF NOT EXISTS page_flood_site ON page_flood (site, ts_ms)",
+    # One row per flood of a site: from its start to the rate falling below flood_max / 2.
+    """CREATE TABLE IF NOT EXISTS page_flood_episode (
+        site        TEXT    NOT NULL,
+        started_ms  INTEGER NOT NULL,
+        ended_ms    INTEGER,
+        summary_ms  INTEGER,
+        channels    TEXT    NOT NULL DEFAULT '[]',
+        closed      INTEGER NOT NULL DEFAULT 0,
+        label       TEXT,
+        timezone    TEXT,
+        PRIMARY KEY (site, started_ms)
+    )""",
+    # Chattering (ISA-18.2: >= 3 raises in 60 s), one row per alarm (alarms.chatter).
+    """CREATE TABLE IF NOT EXISTS page_chatter (
+        alarm_id      TEXT PRIMARY KEY,
+        raises        TEXT    NOT NULL DEFAULT '[]',
+        since_ms      INTEGER,
+        count         INTEGER NOT NULL DEFAULT 0,
+        last_raise_ms INTEGER,
+        notice_ms     INTEGER,
+        folded        INTEGER NOT NULL DEFAULT 0,
+        dedup_key     TEXT,
+        ctx           TEXT
+    )""",
 ]
 
 

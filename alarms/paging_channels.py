@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
 
+from alarms.page_text import detail_rows, email_html, email_text
 from facility.config.schema import Channel, PagingCfg
 
 PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
@@ -43,12 +44,14 @@ class Delivery:
 def pagerduty_body(msg: Mapping, routing_key: str) -> dict:
     """The Events API v2 JSON for an outbox message (limits enforced here)."""
     sev = msg.get("severity", "error")
+    # PagerDuty has no "update": the same dedup_key re-triggered carries the new summary.
+    action = "trigger" if msg["action"] == "update" else msg["action"]
     body: dict = {
         "routing_key": routing_key,
-        "event_action": msg["action"],
+        "event_action": action,
         "dedup_key": str(msg["dedup_key"])[:MAX_DEDUP],
     }
-    if msg["action"] == "trigger":
+    if action == "trigger":
         body["payload"] = {
             "summary": str(msg.get("summary", ""))[:MAX_SUMMARY] or msg["dedup_key"],
             "source": msg.get("source") or "facility",
@@ -104,14 +107,25 @@ def deliver_webhook(ch: Channel, msg: Mapping, env: Mapping[str, str]) -> Delive
     return _post_json(ch.url, dict(msg), ch.timeout_s)
 
 
+SUBJECT_MAX = 200
+"""Characters of a subject line; the whole summary opens the body."""
+
+
 def email_message(ch: Channel, msg: Mapping) -> EmailMessage:
-    """The e-mail for a message: subject = [ACTION] summary, body = the JSON details."""
+    """The e-mail for a message: subject ``[EVENT] title`` (the summary's short form); a
+    text/plain body (the summary, then one ``label: value`` line per detail) with the same
+    words as an HTML alternative, escaped (``alarms.page_text``). Never raw JSON: a person
+    reads it."""
     em = EmailMessage()
     em["From"] = ch.smtp_from or "facility@localhost"
     em["To"] = ", ".join(ch.to)
-    em["Subject"] = f"[{msg.get('event', msg['action']).upper()}] {msg.get('summary', '')}"[:200]
+    summary = str(msg.get("summary", ""))
+    event = str(msg.get("event") or msg["action"]).upper()
+    em["Subject"] = f"[{event}] {msg.get('title') or summary}"[:SUBJECT_MAX]
     em["X-Dedup-Key"] = str(msg["dedup_key"])
-    em.set_content(json.dumps(dict(msg), indent=2, sort_keys=True))
+    rows = detail_rows(msg)
+    em.set_content(email_text(summary, rows))
+    em.add_alternative(email_html(summary, rows), subtype="html")
     return em
 
 
