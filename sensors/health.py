@@ -5,6 +5,11 @@ Health points (``<device>.comm_ok``, ``latency_ms``, ``consecutive_failures``,
 value changes and at least once a minute (DESIGN.md "Storage": status and communication
 health are stored on change and once a minute). ``latency_ms`` and ``last_good_age_s``
 change every cycle, so they follow the once-a-minute rhythm only (and any comm change).
+``comm_ok`` is also sent every cycle while the device does not answer and for ``comm_hold_s``
+after it answers again: the comm alarm's on and off delays (docs/ARCHITECTURE.md "Alarm
+lifecycle": hysteresis) are runs of consecutive samples, so the engine needs one per cycle
+while a delay is running. A blip shorter than the delay therefore leaves its record (the
+``comm_ok`` 0 and 1 samples and the failure counters) and no alarm.
 
 Logging follows Home Assistant's habit: a failing device logs once at ERROR, then DEBUG
 until it recovers, and INFO on recovery.
@@ -25,9 +30,11 @@ _EVERY_CYCLE_IGNORED = ("latency_ms", "last_good_age_s")
 class DeviceHealth:
     """Counters and log state of one device's communication."""
 
-    def __init__(self, device_id: str, emit_every_s: float = 60.0):
+    def __init__(self, device_id: str, emit_every_s: float = 60.0, comm_hold_s: float = 0.0):
         self.device_id = device_id
         self.emit_every_ms = int(emit_every_s * 1000)
+        self.comm_hold_ms = int(comm_hold_s * 1000)
+        self._recovered_ms: int | None = None  # when comm_ok last went from 0 to 1
         self.consecutive_failures = 0
         self.errors = {k: 0 for k in FAILURE_KINDS}
         self.last_good_ms: int | None = None
@@ -50,6 +57,8 @@ class DeviceHealth:
         self.consecutive_failures = 0
         self.last_good_ms = now_ms
         self.latency_ms = latency_ms
+        if self.comm_ok == 0:
+            self._recovered_ms = now_ms
         self.comm_ok = 1
 
     def failure(self, now_ms: int, kind: str, message: str, latency_ms: float = 0.0) -> None:
@@ -60,7 +69,12 @@ class DeviceHealth:
         self.consecutive_failures += 1
         self.latency_ms = latency_ms
         # a device that answers with an exception still communicates; its values are BAD
-        self.comm_ok = 0 if kind in COMM_KINDS else 1
+        if kind in COMM_KINDS:
+            self.comm_ok = 0
+        else:
+            if self.comm_ok == 0:
+                self._recovered_ms = now_ms
+            self.comm_ok = 1
         if not self.failing:
             log.error("%s: %s: %s (further failures logged at DEBUG until it recovers)",
                       self.device_id, kind, message)
@@ -85,9 +99,12 @@ class DeviceHealth:
         minute = (force or self._last_emit_ms is None
                   or now_ms - self._last_emit_ms >= self.emit_every_ms
                   or vals["comm_ok"] != self._sent.get("comm_ok"))
+        every = self.comm_ok == 0 or (self._recovered_ms is not None
+                                      and now_ms - self._recovered_ms <= self.comm_hold_ms)
         out = []
         for name, v in vals.items():
-            if minute or (name not in _EVERY_CYCLE_IGNORED and self._sent.get(name) != v):
+            if minute or (name not in _EVERY_CYCLE_IGNORED and self._sent.get(name) != v) \
+                    or (every and name == "comm_ok"):
                 if name == "last_good_age_s" and v < 0:  # never answered yet: no age to report
                     out.append(Sample(f"{self.device_id}.{name}", now_ms, None, Quality.COMM))
                 else:

@@ -5,8 +5,9 @@ Each host:port gets one ``AsyncIOScheduler`` interval job (``max_instances=1``,
 turn, each at its own ``scan_s``; jobs of different connections run concurrently, so a slow
 or dead device never delays a device on another connection. On a shared connection a unit
 with 3 consecutive failures is probed only every ``dead_probe_s`` so it cannot starve its
-neighbours. Skipped runs (EVENT_JOB_MISSED / EVENT_JOB_MAX_INSTANCES) are counted for the
-service's self-monitoring (:attr:`Poller.skipped_runs`).
+neighbours. Skipped runs (EVENT_JOB_MISSED / EVENT_JOB_MAX_INSTANCES) are counted per
+connection (:attr:`ConnectionJob.skipped`) for the service's self-monitoring, which alarms on
+one connection missing its scans, and names it (``facility.service.health``).
 
 Failed reads become samples with ``value=None`` and quality COMM (no answer) or BAD
 (exception response, undecodable, sentinel, non-finite); never 0, never the last value.
@@ -40,6 +41,16 @@ from sensors.registers import decode
 log = logging.getLogger("sensors.poller")
 
 DEAD_AFTER_FAILURES = 3
+COMM_DELAY_DEFAULT_MIN_S = 10.0  # the catalogue's default comm delay: max(3 x scan_s, 10 s)
+
+
+def comm_hold_s(device: Device) -> float:
+    """How long ``comm_ok`` is sent every cycle after a device answers again: at least its
+    comm alarm's off delay (``comm_clear_s``, default ``comm_delay_s``, default at most
+    max(3 x scan_s, 10 s)) plus two scans, so the clear is never starved of samples."""
+    clear = (device.comm_clear_s or device.comm_delay_s
+             or max(3 * device.scan_s, COMM_DELAY_DEFAULT_MIN_S))
+    return float(clear) + 2 * device.scan_s
 
 
 class DevicePoller:
@@ -50,7 +61,7 @@ class DevicePoller:
         self.device = device
         self.conn = pool.get(device.host, device.port)
         self.points: list[PointDef] = device_points(cfg, device.id)
-        self.health = DeviceHealth(device.id, health_every_s)
+        self.health = DeviceHealth(device.id, health_every_s, comm_hold_s(device))
         self.counter: Counter | None = None
         prof = load_profile(device.profile) if device.profile else None
         if prof is not None and prof.kind == "record":
@@ -124,6 +135,7 @@ class ConnectionJob:
         self.interval_s = min(p.device.scan_s for p in pollers)
         self.shared = len(pollers) > 1
         self.runs = 0
+        self.skipped = 0  # scheduler runs of this job skipped (late, or previous still going)
 
     def _skip_dead(self, p: DevicePoller) -> bool:
         return (self.shared and p.health.consecutive_failures >= DEAD_AFTER_FAILURES
@@ -139,6 +151,9 @@ class ConnectionJob:
             if not force and now + slack < p.next_due:
                 continue
             if not force and self._skip_dead(p):
+                # not probed this turn: its comm_ok 0 still goes out, so the comm alarm's
+                # delay keeps running on a per-cycle record
+                out.extend(p.health.samples(now_ms()))
                 continue
             if not p.next_due:
                 p.next_due = now
@@ -191,6 +206,8 @@ class Poller:
 
     def _on_event(self, event) -> None:
         self.skipped[event.job_id] += 1
+        if event.job_id in self.jobs:
+            self.jobs[event.job_id].skipped += 1
         log.debug("poll job %s skipped a run (event %s)", event.job_id, event.code)
 
     async def _run_job(self, job_id: str) -> None:

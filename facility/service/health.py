@@ -1,8 +1,14 @@
 """The service watching itself: lock, systemd notification, system health samples.
 
-DESIGN.md "The monitoring watches itself": event-loop lag over two cycles, skipped job
-runs, low free disk and an unsynchronised clock (where the host reports it) are system
-alarms; the dead-man's switch is pinged by the service (see ``Service._heartbeat_loop``).
+docs/ARCHITECTURE.md "The monitoring watches itself": event-loop lag over two cycles,
+skipped job runs, low free disk and an unsynchronised clock (where the host reports it) are
+system alarms; the dead-man's switch is pinged by the service (see
+``Service._heartbeat_loop``). The samples are conditions over a window, not per-cycle
+deltas (ISA-18.2 hysteresis, reference/standards.md §6): ``system.loop_lag_s`` is the lag
+sustained over the last two cycles (the smaller of the two), and each connection's
+``system.<devices>.skipped_runs`` is how many scans that one connection skipped in the last
+60 s, so the alarm names the devices whose poll job is too slow; the catalogue's rules add
+the on/off delays (``facility.catalogue.system_points``).
 """
 
 from __future__ import annotations
@@ -13,14 +19,19 @@ import fcntl
 import os
 import shutil
 import socket
+from collections import deque
+from collections.abc import Callable
 
+from facility.catalogue import SKIPPED_WINDOW_S, SLOW_CHECK_S, skipped_point
 from facility.config.schema import Config
 from facility.domain.errors import UsageError
 from facility.domain.model import Quality, Sample
 
-SLOW_CHECK_MS = 60_000
+SLOW_CHECK_MS = int(SLOW_CHECK_S * 1000)
 """Free disk and clock sync are sampled once a minute: both change over minutes to hours,
-and their alarms (DESIGN.md "The monitoring watches itself") need no finer resolution."""
+and their alarms (docs/ARCHITECTURE.md "The monitoring watches itself") need no finer
+resolution."""
+SKIPPED_WINDOW_MS = int(SKIPPED_WINDOW_S * 1000)
 
 TIME_ERROR = 5
 """``adjtimex`` return value: the clock is not synchronised (Linux ``<sys/timex.h>``)."""
@@ -107,26 +118,47 @@ def clock_unsynchronised() -> bool | None:
 
 
 class HealthProbe:
-    """Produces the ``system.*`` samples each cycle (disk and clock once a minute)."""
+    """Produces the ``system.*`` samples each cycle (disk and clock once a minute).
 
-    def __init__(self, cfg: Config, db_path: str, cycle_s: float):
+    ``free_disk_mb`` and ``clock_unsynced`` read the host (``shutil.disk_usage`` beside the
+    database, ``adjtimex``); a caller may pass its own readers, as tests do to drive a full
+    disk or a clock losing sync, which a test cannot do to the host.
+    """
+
+    def __init__(self, cfg: Config, db_path: str, cycle_s: float, *,
+                 free_disk_mb: Callable[[], float] | None = None,
+                 clock_unsynced: Callable[[], bool | None] | None = None):
         self.cfg = cfg
         self.db_dir = os.path.dirname(db_path) or "."
         self.cycle_s = cycle_s
+        self._free_disk_mb = free_disk_mb or (lambda: shutil.disk_usage(self.db_dir).free / 1e6)
+        self._clock_unsynced = clock_unsynced or clock_unsynchronised
         self._next_slow_ms = 0
-        self._skipped_seen = 0
+        self._prev_lag_s = 0.0
+        self._skipped_seen: dict[str, int] = {}
+        self._skips: dict[str, deque[tuple[int, int]]] = {}
 
     def samples(self, now: int, lag_s: float, poller) -> list[Sample]:
-        """Loop lag and skipped runs every cycle; free disk and clock sync every minute."""
-        out = [Sample("system.loop_lag_s", now, round(lag_s, 3), Quality.GOOD)]
-        skipped = int(getattr(poller, "skipped_runs", 0) or 0)
-        out.append(Sample("system.skipped_runs", now, float(skipped - self._skipped_seen)))
-        self._skipped_seen = skipped
+        """Sustained loop lag and each connection's skipped scans in the last 60 s every
+        cycle; free disk and clock sync every minute."""
+        sustained = min(lag_s, self._prev_lag_s)  # one late cycle is not a lagging loop
+        self._prev_lag_s = lag_s
+        out = [Sample("system.loop_lag_s", now, round(sustained, 3), Quality.GOOD)]
+        for job_id, job in (getattr(poller, "jobs", None) or {}).items():
+            total = int(job.skipped)
+            new = total - self._skipped_seen.get(job_id, 0)
+            self._skipped_seen[job_id] = total
+            window = self._skips.setdefault(job_id, deque())
+            if new > 0:
+                window.append((now, new))
+            while window and window[0][0] <= now - SKIPPED_WINDOW_MS:
+                window.popleft()
+            out.append(Sample(skipped_point([p.device.id for p in job.pollers]), now,
+                              float(sum(n for _, n in window))))
         if now >= self._next_slow_ms:
             self._next_slow_ms = now + SLOW_CHECK_MS
-            free_mb = shutil.disk_usage(self.db_dir).free / 1e6
-            out.append(Sample("system.free_disk_mb", now, round(free_mb, 1)))
-            unsync = clock_unsynchronised()
+            out.append(Sample("system.free_disk_mb", now, round(self._free_disk_mb(), 1)))
+            unsync = self._clock_unsynced()
             if unsync is not None:
                 out.append(Sample("system.clock_unsynced", now, float(unsync)))
         return out
