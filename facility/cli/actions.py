@@ -71,10 +71,38 @@ for _action, _doc in (
     ("reset", "Reset a latched ALARM after it returned to normal and was acknowledged."),
     ("comment", "Add a comment to ALARM's current occurrence."),
     ("unshelve", "Unshelve ALARM: it shows its true state again."),
-    ("suppress", "Suppress ALARM by operator action (role engineer)."),
     ("unsuppress", "Remove an operator suppression from ALARM."),
 ):
     _alarm_command(_action, _doc)
+
+
+def _for_option(required_for: str):
+    return click.option("--for", "duration", default=None,
+                        help=f"how long, e.g. 30m, 2h ({required_for})")
+
+
+def _seconds(duration: str | None) -> float | None:
+    """``--for`` in seconds (None when not given); one line naming the fix when unreadable."""
+    if duration is None:
+        return None
+    try:
+        return parse_duration(duration)
+    except DurationError as exc:
+        raise CliError(f"--for: {exc}", USAGE) from None
+
+
+@cli.command("suppress")
+@click.argument("alarm")
+@_for_option("mandatory; at most alarms.max_suppress_s")
+@REASON
+@config_option
+def suppress(alarm, duration, reason, config_path):
+    """Suppress ALARM for a limited time (role engineer; critical alarms cannot be suppressed)."""
+    cfg = load(config_path)
+    if duration is None:
+        raise CliError("suppress needs --for DURATION, e.g. --for 2h (at most"
+                       f" alarms.max_suppress_s={cfg.alarms.max_suppress_s:g} s)", USAGE)
+    _send(cfg, _alarm_payload(cfg, "suppress", alarm, reason, duration_s=_seconds(duration)))
 
 
 @cli.command("shelve")
@@ -85,27 +113,34 @@ for _action, _doc in (
 def shelve(alarm, duration, reason, config_path):
     """Shelve ALARM for a limited time (critical alarms: role shelve_critical, <= 1 h)."""
     cfg = load(config_path)
-    try:
-        duration_s = parse_duration(duration)
-    except DurationError as exc:
-        raise CliError(f"--for: {exc}", USAGE) from None
-    _send(cfg, _alarm_payload(cfg, "shelve", alarm, reason, duration_s=duration_s))
+    _send(cfg, _alarm_payload(cfg, "shelve", alarm, reason, duration_s=_seconds(duration)))
 
 
-def _device_command(action: str, doc: str):
-    @cli.command(action, help=doc)
-    @click.argument("device")
-    @REASON
-    @config_option
-    def command(device, reason, config_path):
-        cfg = load(config_path)
-        _send(cfg, {"action": action, "device": device, "reason": reason})
+@cli.command("oos")
+@click.argument("device")
+@_for_option("mandatory for a device with critical alarms: role shelve_critical, at most"
+             " alarms.max_oos_critical_s")
+@REASON
+@config_option
+def oos(device, duration, reason, config_path):
+    """Take DEVICE out of service (maintenance): its alarms become OOSRV, until --for ends or
+    `facility return`. The service refuses a device with critical alarms without --for."""
+    cfg = load(config_path)
+    payload = {"action": "oos", "device": device, "reason": reason}
+    seconds = _seconds(duration)
+    if seconds is not None:
+        payload["duration_s"] = seconds
+    _send(cfg, payload)
 
-    return command
 
-
-_device_command("oos", "Take DEVICE out of service (maintenance): its alarms become OOSRV.")
-_device_command("return", "Return DEVICE to service: its alarms show their true state.")
+@cli.command("return")
+@click.argument("device")
+@REASON
+@config_option
+def return_(device, reason, config_path):
+    """Return DEVICE to service: its alarms show their true state."""
+    cfg = load(config_path)
+    _send(cfg, {"action": "return", "device": device, "reason": reason})
 
 
 @cli.command("mode")
@@ -137,15 +172,24 @@ def alarm_record(row: dict) -> dict:
     }
 
 
+def mode_suppressed(row: dict) -> bool:
+    """An inactive mode's rule (DSUPR by mode): recorded, not listed by default
+    (docs/ARCHITECTURE.md "Alarm lifecycle (ISA-18.2) and paging")."""
+    return "mode" in ((row.get("details") or {}).get("suppressed_by") or ())
+
+
 @cli.command("alarms")
 @click.option("--active", is_flag=True, help="only alarms not in NORM")
+@click.option("--all", "show_all", is_flag=True,
+              help="also the inactive mode's rules (suppressed by mode)")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
 @config_option
-def alarms(active, as_json, config_path):
+def alarms(active, show_all, as_json, config_path):
     """List alarms with state, priority, onset, limit and source, and who acknowledged."""
     cfg = load(config_path)
     with open_reader(cfg) as store:
-        rows = [r for r in store.alarms() if r["occurrence"] or r["state"] != "NORM"]
+        rows = [r for r in store.alarms() if (r["occurrence"] or r["state"] != "NORM")
+                and (show_all or not mode_suppressed(r))]
     if active:  # suppressed-by-design rows whose condition is not active are not news
         rows = [r for r in rows if r["state"] != "NORM"
                 and not (r["state"] == "DSUPR" and not r["active"])]

@@ -3,10 +3,17 @@
 Every request names the operator only through the socket's peer credentials, must give a
 reason (Annex 11 §9), and for alarm actions names the occurrence it acts on; a request for
 a superseded occurrence is refused. Accepted and refused actions are both audit rows.
+
+Roles are explicit sets (``facility.domain.vocab.has_role``): an action needs the role in
+``ALARM_ACTIONS`` / ``OTHER_ROLES``, and hiding a critical alarm needs ``shelve_critical``
+besides (docs/ARCHITECTURE.md "Critical alarms"). Every hide has an end: shelve and
+suppress always take a duration, out of service does for a device with critical alarms, and
+``ActionHandler.expire`` ends them (an event and an audit row each).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -15,11 +22,13 @@ from zoneinfo import ZoneInfo
 
 from alarms.lifecycle import Event, Refused
 from facility.config.schema import Config
-from facility.domain.model import now_ms
+from facility.domain.model import iso_ms, now_ms
 from facility.domain.vocab import ZONE_MODES, has_role
 from facility.service.alarm_book import AlarmBook
 
-# action -> (lifecycle event, role needed). Roles are configured per login in [[operators]].
+# action -> (lifecycle event, role needed). Roles are configured per login in [[operators]];
+# a critical alarm also needs shelve_critical to be shelved (alarms.lifecycle) or taken out
+# of service with its device (ActionHandler._device), and cannot be suppressed at all.
 ALARM_ACTIONS = {
     "ack": (Event.ACK, "technician"),
     "reset": (Event.RESET, "technician"),
@@ -154,10 +163,11 @@ class ActionHandler:
                 "config_version": book.config_version})
             return {"ok": True, "message": f"comment on {aid}#{st.occurrence} recorded"}
         event = ALARM_ACTIONS[action][0]
-        duration = req.get("duration_s")
+        duration, why = _duration(req)
+        if why:
+            return self._refuse(login, action, f"{aid}#{st.occurrence}", reason, why)
         result = book.apply(aid, event, now_ms=now, actor=op, reason=reason,
-                            duration_s=float(duration) if duration is not None else None,
-                            by="operator")
+                            duration_s=duration, by="operator")
         if isinstance(result, Refused):
             return self._refuse(login, action, f"{aid}#{st.occurrence}", reason, result.message)
         return {"ok": True, "message": f"{action} {aid}#{result.occurrence}: now {result.state.value}",
@@ -168,17 +178,82 @@ class ActionHandler:
         dev = str(req.get("device") or "")
         if dev not in {d.id for d in self.ctx.cfg.devices}:
             return self._refuse(op.login, action, dev, reason, f"unknown device {dev!r}")
+        duration, why = _duration(req) if action == "oos" else (None, None)
+        if action == "oos" and not why:
+            why = self._oos_refusal(op, dev, duration)
+        if why:
+            return self._refuse(op.login, action, dev, reason, why)
         event = Event.OOS if action == "oos" else Event.RETURN
         changed = 0
         for aid, meta in book.metas.items():
             if meta.device == dev:
-                if not isinstance(book.apply(aid, event, now_ms=now, actor=op, reason=reason),
-                                  Refused):
+                if not isinstance(book.apply(aid, event, now_ms=now, actor=op, reason=reason,
+                                             duration_s=duration), Refused):
                     changed += 1
+        until = now + int(round(duration * 1000)) if duration is not None else None
+        details: dict = {"alarms": changed}
+        if action == "oos":
+            details.update(duration_s=duration, until_ms=until)
         book.pending.audit.append({"action": action, "actor": op.login, "subject": dev,
-                                   "reason": reason, "details": {"alarms": changed}})
-        word = "out of service" if action == "oos" else "back in service"
-        return {"ok": True, "message": f"{dev} {word} ({changed} alarms)"}
+                                   "reason": reason, "details": details})
+        if action == "return":
+            return {"ok": True, "message": f"{dev} back in service ({changed} alarms)"}
+        end = f"until {iso_ms(until)}" if until is not None else "until `facility return`"
+        return {"ok": True, "message": f"{dev} out of service {end} ({changed} alarms)"}
+
+    def _oos_refusal(self, op, dev: str, duration: float | None) -> str | None:
+        """Why ``dev`` may not go out of service now, decided for the whole device (so it
+        never ends half out of service): a device with critical alarms needs role
+        shelve_critical and a duration of at most ``max_oos_critical_s``."""
+        book = self.ctx.book
+        critical = sorted(aid for aid, m in book.metas.items()
+                          if m.device == dev and book.states[aid].critical)
+        if not critical:
+            return None
+        names = ", ".join(critical[:3]) + (f" and {len(critical) - 3} more"
+                                          if len(critical) > 3 else "")
+        if not _has(op, "shelve_critical"):
+            return (f"{op.login} lacks role 'shelve_critical' needed to take {dev} out of"
+                    f" service: it has critical alarms ({names})")
+        limit = self.ctx.cfg.alarms.max_oos_critical_s
+        if duration is None:
+            return (f"{dev} has critical alarms ({names}): out of service needs --for DURATION,"
+                    f" at most max_oos_critical_s={limit:g} s")
+        if duration > limit:
+            return (f"duration {duration:g} s exceeds max_oos_critical_s={limit:g} for {dev},"
+                    f" which has critical alarms ({names})")
+        return None
+
+    def expire(self, now: int) -> None:
+        """End the operator suppressions and the out-of-service periods whose time is up.
+
+        Each expiry is an event row (``suppress_expired`` / ``oos_expired``, actor "timer",
+        from ``AlarmBook.apply``) and an audit row (one per alarm, one per device); the
+        alarms then show their true state (docs/ARCHITECTURE.md "Critical alarms").
+        """
+        book = self.ctx.book
+        devices: dict[str, list[int]] = {}  # device -> [alarms back in service, end time]
+        for aid, st in list(book.states.items()):
+            if st.suppressed_until_ms is not None and now >= st.suppressed_until_ms:
+                until = st.suppressed_until_ms
+                if not isinstance(book.apply(aid, Event.SUPPRESS_EXPIRED, now_ms=now,
+                                             by="timer"), Refused):
+                    book.pending.audit.append({
+                        "action": "suppress_expired", "actor": "timer",
+                        "subject": f"{aid}#{st.occurrence}",
+                        "reason": f"suppressed until {iso_ms(until)}",
+                        "details": {"until_ms": until}})
+            if st.oos_until_ms is not None and now >= st.oos_until_ms:
+                until = st.oos_until_ms
+                if not isinstance(book.apply(aid, Event.OOS_EXPIRED, now_ms=now, by="timer"),
+                                  Refused):
+                    seen = devices.setdefault(book.metas[aid].device or aid, [0, until])
+                    seen[0], seen[1] = seen[0] + 1, min(seen[1], until)
+        for dev, (n, until) in devices.items():
+            book.pending.audit.append({
+                "action": "oos_expired", "actor": "timer", "subject": dev,
+                "reason": f"out of service until {iso_ms(until)}",
+                "details": {"alarms": n, "until_ms": until}})
 
     def _mode(self, op, req: dict, reason: str, now: int) -> dict:
         zone, mode = str(req.get("zone") or ""), str(req.get("mode") or "")
@@ -191,14 +266,39 @@ class ActionHandler:
         return {"ok": True, "message": f"{zone} is now {mode}"}
 
     def set_mode(self, zone: str, mode: str, now: int, actor: str, reason: str) -> None:
-        """Change a zone's mode (operator or schedule); suppression follows next cycle."""
+        """Change a zone's mode (operator or schedule); suppression follows at once."""
+        self._record_mode(zone, mode, now, actor, reason)
+        self.ctx.resuppress(now)
+
+    def _record_mode(self, zone: str, mode: str, since: int, actor: str, reason: str) -> None:
+        """The live mode, its ``zone_modes`` row and its audit row."""
         old = self.ctx.modes.get(zone, (None, None))[0]
-        self.ctx.modes[zone] = (mode, now)
-        self._mode_rows.append({"zone": zone, "mode": mode, "since_ms": now, "actor": actor,
+        self.ctx.modes[zone] = (mode, since)
+        self._mode_rows.append({"zone": zone, "mode": mode, "since_ms": since, "actor": actor,
                                 "reason": reason})
         self.ctx.book.pending.audit.append({"action": "mode", "actor": actor, "subject": zone,
                                             "reason": reason, "details": {"from": old, "to": mode}})
-        self.ctx.resuppress(now)
+
+    def resume_schedules(self, now: int, stored: dict[str, int | None]) -> None:
+        """At start-up, before the first cycle: put each scheduled zone in the mode its
+        schedule says for ``now`` unless a stored mode (``stored``: zone -> since_ms, an
+        operator's or the schedule's own) is newer than the schedule's last boundary, so a
+        boundary passed while the service was down is in force from the first cycle and an
+        operator's later override stands (docs/ARCHITECTURE.md "Alarm lifecycle (ISA-18.2)
+        and paging"). The mode starts at that boundary, so the recovery time after
+        in_operation -> at_rest counts from it. The caller applies mode suppression next.
+        """
+        self._last_schedule_ms = now
+        for zone in self.ctx.cfg.zones:
+            last = scheduled_mode(zone.schedule, ZoneInfo(self.ctx.cfg.site(zone.site).timezone),
+                                  now) if zone.schedule else None
+            if last is None:
+                continue
+            mode, since, entry = last
+            if zone.id in stored and (stored[zone.id] or 0) >= since:
+                continue  # set after the boundary (operator override): it stands
+            if self.ctx.modes.get(zone.id, (None,))[0] != mode:
+                self._record_mode(zone.id, mode, since, "schedule", f"schedule: {entry}")
 
     def apply_schedules(self, now: int) -> None:
         """Apply configured mode schedules whose time passed since the last check."""
@@ -212,6 +312,33 @@ class ActionHandler:
                     mode = entry.rsplit(" ", 1)[1]
                     if self.ctx.modes.get(zone.id, (None,))[0] != mode:
                         self.set_mode(zone.id, mode, t, "schedule", f"schedule: {entry}")
+
+
+def _duration(req: dict) -> tuple[float | None, str | None]:
+    """The request's ``duration_s`` in seconds (None when absent), or why it is unusable."""
+    raw = req.get("duration_s")
+    if raw is None:
+        return None, None
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        return None, f"duration_s={raw!r} is not a number of seconds; use e.g. --for 30m"
+    if not math.isfinite(value) or value <= 0:
+        return None, f"duration_s={raw!r} must be a finite number of seconds > 0, e.g. --for 30m"
+    return value, None
+
+
+def scheduled_mode(schedule, tz: ZoneInfo, now: int) -> tuple[str, int, str] | None:
+    """What a zone's schedule says for ``now``: (mode, time of the boundary that set it,
+    the entry), from the latest boundary in the week before ``now``; None without one."""
+    best: tuple[int, str] | None = None
+    for entry in schedule:
+        times = _entry_times(entry, tz, now - 7 * DAY_MS, now)
+        if times and (best is None or times[-1] > best[0]):
+            best = (times[-1], entry)
+    if best is None:
+        return None
+    return best[1].rsplit(" ", 1)[1], best[0], best[1]
 
 
 def _entry_times(entry: str, tz: ZoneInfo, from_ms: int, to_ms: int) -> list[int]:

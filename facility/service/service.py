@@ -43,6 +43,7 @@ from hazmat.commands import book as book_movement
 
 log = logging.getLogger("facility.service.service")
 ENGINE_SAVE_EVERY = 10  # cycles; alarm rows are authoritative for "active" on restore
+DISPATCHER_STOP_S = 15.0  # at stop, how long the dispatcher may finish its deliveries
 
 
 class Service:
@@ -96,7 +97,8 @@ class Service:
             dev = self.point_device[pid]
             metas[f"{pid}:stale"] = AlarmMeta(
                 f"{pid}:stale", pid, self._zone_of(pid), self._site_of(pid), None,
-                "stale_after_s (DESIGN.md \"Stale\")", self.cfg.alarms.priorities.get("stale", "low"),
+                f"no good reading for stale_after_s={self.stale_points[pid]:g} s",
+                self.cfg.alarms.priorities.get("stale", "low"),
                 False, "stale", None, dev)
         self.metas = metas
         self._zones = {z.id: z for z in self.cfg.zones}
@@ -144,7 +146,7 @@ class Service:
         """Lock, open, restore, compile kernels, start pollers, socket and dispatcher."""
         self._lock.acquire()
         self.store, self.config_version, self._restored = await self._in_writer(self._open_store)
-        self.book = AlarmBook(self.cfg, self.metas, self.config_version)
+        self.book = AlarmBook(self.cfg, self.metas, self.config_version, points=self._point_info)
         restored = self.book.restore(self._restored["alarms"])
         self.engine.load_state(self._restored["engine"] or {})
         self._reconcile_engine()
@@ -167,6 +169,13 @@ class Service:
                 lambda: book_movement(self.cfg, self.store, login, movement, fields,
                                       key=self.store.key,
                                       config_version=self.store.config_version))))
+        # Suppression before the first page (docs/ARCHITECTURE.md "Alarm lifecycle (ISA-18.2)
+        # and paging"): each zone's mode (the stored one, else what its schedule says for
+        # now), the inactive mode's rules and alert-under-action DSUPR are in force before
+        # the first engine cycle, so nothing is raised and paged only to be hidden.
+        self.actions.resume_schedules(start, {z: row.get("since_ms") for z, row in
+                                              (self._restored["modes"] or {}).items()})
+        self._suppression(start)
         self.server = ActionServer(socket_path(self.db_path), self.actions.handle)
         await self.server.start()
         self.poller = self._make_poller()
@@ -243,8 +252,14 @@ class Service:
                  if self.hazmat.due(now) else [])
         samples = (batch + self.deriver.derive(batch) + self.health.samples(now, lag_s, self.poller)
                    + stock)
+        # Suppression first, so the engine's raises meet the hiding in force (mode, recovery,
+        # alert under action); after the engine, design suppression of what it raised and the
+        # stale clocks; then nothing raised and hidden within this cycle is paged.
+        self.book.begin_cycle()
+        self._suppression(now)
         self._evaluate(samples, now)
         self._timers(now)
+        self.book.settle_cycle()
         await self._flush(samples, now, save_engine=self.cycles % ENGINE_SAVE_EVERY == 0)
         self.cycles += 1
         if self.cycles == 1:
@@ -281,14 +296,21 @@ class Service:
             self.book.apply(rule.alarm_id, event, now_ms=now, ts_ms=int(round(tr["onset"] * 1000)),
                             value=s.value, by="engine", backfill=s.ts_ms < live_from)
 
-    def _timers(self, now: int) -> None:
-        """Shelve expiry, mode and design suppression, stale alarms."""
+    def _suppression(self, now: int) -> None:
+        """Shelve, suppression and out-of-service expiry, schedules, mode and design
+        suppression: what hides an alarm at ``now`` (each step does nothing when run again)."""
         for aid, st in list(self.book.states.items()):
             if st.shelved_until_ms is not None and now >= st.shelved_until_ms:
                 self.book.apply(aid, Event.SHELVE_EXPIRED, now_ms=now, by="timer")
+        self.actions.expire(now)  # operator suppressions and out-of-service periods
         self.actions.apply_schedules(now)
         self._mode_suppression(now)
         self._design_suppression(now)
+
+    def _timers(self, now: int) -> None:
+        """After the engine: suppression again (an alert raised with its action starts
+        DSUPR), then stale alarms."""
+        self._suppression(now)
         self._stale(now)
 
     def _set_suppressed(self, aid: str, want: bool, by: str, now: int) -> None:
@@ -334,6 +356,7 @@ class Service:
         Everything the Cycle carries is built here, on the event loop, as data that nothing
         changes afterwards; the writer thread reads no live state.
         """
+        self.book.note_samples(samples)  # pages re-read the newest value (alarms.paging)
         pending = self.book.pending.take()
         cycle = Cycle(samples=samples, alarms=list(pending.alarms.values()),
                       events=pending.events, audit=pending.audit,
@@ -378,10 +401,16 @@ class Service:
                 log.error("final write failed: %s", exc)
         if self.dispatcher is not None:
             self.dispatcher.stop()
+        # The dispatcher ends its round by itself: its outbox reads run in a thread that a
+        # cancel does not stop, and closing their connection under them crashes SQLite.
+        sending = [t for t in self._tasks if t.get_name() == "dispatcher"]
+        if sending:
+            await asyncio.wait(sending, timeout=DISPATCHER_STOP_S)
+        finished = all(t.done() for t in sending)
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.dispatcher is not None:
+        if self.dispatcher is not None and finished:
             self.dispatcher.close()
         if self.store is not None:
             await self._in_writer(self.store.close)
