@@ -3,9 +3,11 @@
 DESIGN.md "The command line": ``facility backtest --json`` reads CSV ``ts,point,value
 [,quality]`` (ts ISO 8601 or Unix seconds; point = configured point id) and prints one
 object per transition, ordered by time, then input row, then action_high, alert_high,
-alert_low, action_low. The CLI wrapper and rule compilation live elsewhere; this module
-reads the CSV into arrays and runs one ``Engine.feed`` over them, so a backtest and the
-live service can never disagree about a rule.
+alert_low, action_low, and last ``"stale"`` (DESIGN.md "Stale": in a backtest a point is
+found stale at the next input time or at the end of the input). The CLI wrapper and rule
+compilation live elsewhere; this module reads the CSV into arrays and runs one
+``Engine.feed`` (and one ``StaleTracker.feed``) over them, so a backtest and the live
+service can never disagree about a rule.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ import math
 import os
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from alarms.engine import Engine, Rule
+from alarms.stale import StaleTracker
 from facility.domain.model import LIMIT_NAMES, Quality, iso_ms
+
+STALE = "stale"  # the "limit" of a stale transition; it sorts after the four limits
 
 
 @dataclass(frozen=True)
@@ -115,13 +120,16 @@ def read_samples_csv(path_or_file, point_ids: Iterable[str]) -> SampleArrays:
 
 
 def run_backtest(rules_with_keys: Sequence[tuple], arrays: SampleArrays,
-                 include_rule: bool = False) -> list[dict]:
+                 include_rule: bool = False,
+                 stale_after_s: Mapping[str, float] | None = None) -> list[dict]:
     """Evaluate rules over samples; return DESIGN.md's backtest JSON objects.
 
     ``rules_with_keys`` holds ``(point_id, limit_name, Rule)`` or ``(point_id,
     limit_name, Rule, key)``; each Rule's ``point`` is replaced by the point's index in
     ``arrays.point_ids``. ``include_rule`` adds ``"rule"`` (the index into
     ``rules_with_keys``) for callers that compiled several modes of one limit.
+    ``stale_after_s`` (point id -> seconds) adds the stale transitions of those points
+    (see ``stale_transitions``), merged into the same order.
     """
     index = {pid: i for i, pid in enumerate(arrays.point_ids)}
     rules, keys, names, pids = [], [], [], []
@@ -144,7 +152,7 @@ def run_backtest(rules_with_keys: Sequence[tuple], arrays: SampleArrays,
     order = sorted(range(len(tr)), key=lambda j: (
         arrays.ts[tr["sample"][j]], arrays.row[tr["sample"][j]],
         rank[names[tr["rule"][j]]], tr["rule"][j]))
-    out = []
+    keyed = []
     for j in order:
         r, s = int(tr["rule"][j]), int(tr["sample"][j])
         obj = {
@@ -157,5 +165,52 @@ def run_backtest(rules_with_keys: Sequence[tuple], arrays: SampleArrays,
         }
         if include_rule:
             obj["rule"] = r
-        out.append(obj)
+        keyed.append(((float(arrays.ts[s]), int(arrays.row[s]), rank[names[r]]), obj))
+    if stale_after_s:
+        keyed += [((ts, row, len(LIMIT_NAMES)), obj)
+                  for ts, row, obj in stale_transitions(stale_after_s, arrays)]
+        keyed.sort(key=lambda kv: kv[0])  # stable: each source keeps its own order
+    return [obj for _key, obj in keyed]
+
+
+def stale_transitions(stale_after_s: Mapping[str, float],
+                      arrays: SampleArrays) -> list[tuple[float, int, dict]]:
+    """Stale raises and clears as ``(ts, row, JSON object)`` in the order found.
+
+    DESIGN.md "Stale": a point is stale from ``last good ts + stale_after_s`` (the onset);
+    a backtest finds that at the next input time (``ts`` and ``row`` are that sample's,
+    ``value`` null: no value raised it) or at the end of the input (the last input time,
+    row after the last), and clears it at the point's next good sample (its value). The
+    samples are taken in time order, then input row; points not in ``stale_after_s`` have
+    no stale alarm.
+    """
+    ids = [pid for pid in arrays.point_ids if pid in stale_after_s]
+    if not ids or arrays.point.shape[0] == 0:
+        return []
+    index = {pid: i for i, pid in enumerate(arrays.point_ids)}
+    slot = np.full(len(arrays.point_ids), -1, dtype=np.int64)
+    for k, pid in enumerate(ids):
+        slot[index[pid]] = k
+    tracker = StaleTracker(np.array([stale_after_s[pid] for pid in ids], dtype=np.float64))
+    order = np.lexsort((arrays.row, arrays.ts))
+    found = tracker.feed(slot[arrays.point[order]], arrays.ts[order], arrays.value[order],
+                         arrays.good[order])
+    end_ts, end_row = float(arrays.ts.max()), int(arrays.row.max()) + 1
+    out = []
+    for tr in found:
+        s = int(order[int(tr["sample"])])
+        ts, row = float(arrays.ts[s]), int(arrays.row[s])
+        clear = tr["event"] < 0
+        out.append((ts, row, _stale_obj(ids[int(tr["point"])], ts, clear,
+                                        float(arrays.value[s]) if clear else None,
+                                        float(tr["onset"]))))
+    for tr in tracker.check(end_ts):  # raises only: a cleared point had a good sample
+        out.append((end_ts, end_row, _stale_obj(ids[int(tr["point"])], end_ts, tr["event"] < 0,
+                                                None, float(tr["onset"]))))
     return out
+
+
+def _stale_obj(pid: str, ts: float, clear: bool, value: float | None, onset: float) -> dict:
+    return {"ts": iso_ms(round(ts * 1000)), "point": pid, "limit": STALE,
+            "event": "clear" if clear else "raise", "value": value,
+            "onset": iso_ms(round(onset * 1000))}

@@ -4,7 +4,8 @@ DESIGN.md "Pressure cascade": a point measured against a common reference (``"ZO
 ambient"``) is combined with another into ``a - b`` at each good sample of either input,
 using the other input's latest good sample if it is no older than ``max_skew_s`` (default
 2 x scan_s); the derived quality is the worse of the two. The pairing itself comes from
-the configuration (rule compilation); this module only does the arithmetic.
+the configuration (rule compilation) and ``max_skew_s`` from the zone; this module only
+does the arithmetic, for the live service (``facility.service.derive``) and the tests.
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ class Cascade:
     """One derived pressure difference ``a - b``, carrying state between batches.
 
     Qualities are ``facility.domain.model.Quality`` codes as int8 (0 good, 1 bad, 2 comm,
-    3 stale). When the other input has no good sample within ``max_skew_s`` the derived
-    sample has no value (NaN) and the other's quality, or STALE if its last sample was
-    good but too old.
+    3 stale). Each batch is merged by time, so the other input's latest good sample is the
+    latest at or before this time; one from a batch that arrived earlier may be later, and
+    is used when within ``max_skew_s`` either side. When the other input has no good
+    sample that close the derived sample has no value (NaN) and the other's quality, or
+    STALE if its last sample was good but too far away.
     """
 
     def __init__(self, max_skew_s: float) -> None:

@@ -196,13 +196,18 @@ def _scan_limits(point, ts, value, good, rule_ptr, rule_idx, params, wpar, plast
 
 
 @njit(cache=True)
-def _stale_scan(point, ts, good, value, stale_after_s, last_good_ts, stale):
-    """Stale detection over one batch (DESIGN.md "Stale"), updating per-point state in place.
+def _stale_scan(point, ts, good, value, stale_after_s, last_good_ts, stale, clock):
+    """Stale detection over a backtest's input (DESIGN.md "Stale"), updating state in place.
 
-    A point is stale from ``last good ts + stale_after_s``. In a batch this is noticed at
-    the point's next sample (good or not) at or after that time: a raise with that onset;
-    the next good sample clears it (onset = its time). ``_stale_check`` covers "every
-    cycle" and "the end of the input". Returns (point, sample, event, onset, count).
+    A point is stale from ``last good ts + stale_after_s``; a backtest has no clock but its
+    input, so it finds that out at the next input time. When a sample brings a time later
+    than any before (``clock[0]``), every point whose deadline lies before that time is
+    raised at this sample with the deadline as onset; ``clock[1]`` is a lower bound of the
+    earliest deadline, so the sweep over all points runs only when one may be due. The
+    sample's own point is also found stale by a sample at or after its deadline (a good one
+    exactly at the deadline is in time); its next good sample clears it (onset = its time).
+    ``_stale_check`` covers "every cycle" (live) and "the end of the input". Returns
+    (point, sample, event, onset, count).
     """
     n = point.shape[0]
     n_points = last_good_ts.shape[0]
@@ -217,6 +222,32 @@ def _stale_scan(point, ts, good, value, stale_after_s, last_good_ts, stale):
         if p < 0 or p >= n_points or not np.isfinite(ts[i]):
             continue
         t = ts[i]
+        sweep = False
+        if not t <= clock[0]:  # a later input time (or the first one)
+            clock[0] = t
+            sweep = t > clock[1]
+        if sweep:
+            due = np.inf
+            for q in range(n_points):
+                lq = last_good_ts[q]
+                if stale[q] or lq != lq:
+                    continue
+                dq = lq + stale_after_s[q]
+                if dq < t:
+                    stale[q] = True
+                    if k == o_point.shape[0]:
+                        o_point = _grow(o_point, k)
+                        o_sample = _grow(o_sample, k)
+                        o_event = _grow(o_event, k)
+                        o_onset = _grow(o_onset, k)
+                    o_point[k] = q
+                    o_sample[k] = i
+                    o_event[k] = 1
+                    o_onset[k] = dq
+                    k += 1
+                elif dq < due:
+                    due = dq
+            clock[1] = due
         last = last_good_ts[p]
         sa = stale_after_s[p]
         is_good = good[i] and np.isfinite(value[i])
@@ -233,6 +264,8 @@ def _stale_scan(point, ts, good, value, stale_after_s, last_good_ts, stale):
                     stale[p] = True
             elif is_good and (last != last or t > last):
                 last_good_ts[p] = t
+                if t + sa < clock[1]:
+                    clock[1] = t + sa
                 if stale[p]:
                     ev = -1
                     onset = t
@@ -253,14 +286,31 @@ def _stale_scan(point, ts, good, value, stale_after_s, last_good_ts, stale):
 
 @njit(cache=True)
 def _stale_check(now, stale_after_s, last_good_ts, stale):
-    """Mark points stale at time ``now``; return the newly stale points' raise times (NaN else)."""
-    out = np.full(last_good_ts.shape[0], np.nan)
-    for p in range(last_good_ts.shape[0]):
+    """Every point's stale state at time ``now`` (live: each cycle; a backtest: the end of
+    the input), updating ``stale`` in place.
+
+    Returns per point (event, onset): +1 with onset ``last good + stale_after_s`` for a point
+    that became stale, -1 with onset ``last good`` for one whose newest good sample is again
+    within ``stale_after_s`` of ``now``, 0 (onset NaN) otherwise. A point never seen good
+    (last good NaN) is neither raised nor cleared: its communication alarm covers it.
+    """
+    n = last_good_ts.shape[0]
+    event = np.zeros(n, dtype=np.int8)
+    onset = np.full(n, np.nan)
+    for p in range(n):
         last = last_good_ts[p]
-        if not stale[p] and last == last and now >= last + stale_after_s[p]:
+        if last != last:
+            continue
+        due = last + stale_after_s[p]
+        if not stale[p] and now >= due:
             stale[p] = True
-            out[p] = last + stale_after_s[p]
-    return out
+            event[p] = 1
+            onset[p] = due
+        elif stale[p] and now < due:
+            stale[p] = False
+            event[p] = -1
+            onset[p] = last
+    return event, onset
 
 
 @njit(cache=True)
@@ -271,7 +321,8 @@ def _cascade(ts_a, v_a, q_a, ts_b, v_b, q_b, max_skew_s, st):
     Inputs are each sorted by time; a duplicate time within one input is ignored (first
     wins). ``st`` carries, per input (row 0 = a, row 1 = b): last time seen, last good
     time, last good value, quality of the latest sample. The other input's latest good
-    sample is used when no older than ``max_skew_s``; otherwise the derived sample has the
+    sample is used when it is within ``max_skew_s`` of this time (either side: an input's
+    batch may arrive after a later sample of the other); otherwise the derived sample has the
     worse quality of the two (the other's own quality, or STALE=3 if it was good but old).
     Returns (ts, value, quality, count).
     """
@@ -310,7 +361,7 @@ def _cascade(ts_a, v_a, q_a, ts_b, v_b, q_b, max_skew_s, st):
         if any_good:
             q = 0
             for s in range(2):
-                if not (st[s, 1] == st[s, 1] and t - st[s, 1] <= max_skew_s):
+                if not (st[s, 1] == st[s, 1] and abs(t - st[s, 1]) <= max_skew_s):
                     qs = st[s, 3] if st[s, 3] > 0 else 3
                     if qs > q:
                         q = qs

@@ -29,10 +29,14 @@ def _samples(point, ts, value, good):
 class StaleTracker:
     """DESIGN.md "Stale": a point is stale from ``last good ts + stale_after_s``.
 
-    ``feed`` notices it at the point's next sample (a raise with that onset) and clears
-    it at the next good sample; ``check(now)`` is the live per-cycle check and the
-    end-of-input check of a backtest. A point never seen good is not stale here (its
-    communication alarm covers it).
+    The live service and a backtest differ only in when they look: the service updates
+    the last good times with each cycle's samples (``seen``) and checks every point at the
+    cycle's time (``check(now)``), raising and clearing there; a backtest has no clock but
+    its input, so ``feed`` finds a point stale at the next input time (of any point) and
+    clears it at its next good sample, and ``check(end)`` looks once more at the end of the
+    input. A point never seen good is not stale here (its communication alarm covers it).
+    Times are seconds; onsets are ``last good + stale_after_s`` (raise) and the last good
+    time (clear).
     """
 
     def __init__(self, stale_after_s: np.ndarray) -> None:
@@ -42,22 +46,47 @@ class StaleTracker:
         self.stale_after_s = sa.copy()
         self.last_good_ts = np.full(sa.shape[0], np.nan)
         self.stale = np.zeros(sa.shape[0], dtype=bool)
+        # latest input time, and a lower bound of the earliest deadline (-inf: recompute)
+        self._clock = np.array([np.nan, -np.inf])
+
+    def start(self, last_good_ts: np.ndarray, stale: np.ndarray) -> None:
+        """Set every point's last good time (NaN: none) and stale flag, e.g. on a restart:
+        the clocks start when polling starts, and a stale alarm restored active stays
+        raised until the point's next good sample."""
+        lg = check_1d("last_good_ts", np.asarray(last_good_ts, dtype=np.float64), F64, "f")
+        st = check_1d("stale", np.asarray(stale, dtype=bool), BOOL, "b")
+        check_same_length(stale_after_s=self.stale_after_s, last_good_ts=lg, stale=st)
+        self.last_good_ts[:] = lg
+        self.stale[:] = st
+        self._clock[1] = -np.inf
+
+    def seen(self, point, ts, value, good) -> None:
+        """Live: take a cycle's samples into the last good times; ``check`` decides."""
+        point, ts, value, good = _samples(point, ts, value, good)
+        ok = good & np.isfinite(value) & np.isfinite(ts) & (point >= 0)
+        ok &= point < self.last_good_ts.shape[0]
+        np.fmax.at(self.last_good_ts, point[ok], ts[ok])  # fmax: NaN (never good) loses
+        self._clock[1] = -np.inf
 
     def feed(self, point, ts, value, good) -> np.ndarray:
-        """Evaluate one batch; return STALE_DTYPE transitions in sample order."""
+        """Backtest: evaluate samples in time order; return STALE_DTYPE transitions in
+        sample order (a raise found at another point's sample carries that sample)."""
         point, ts, value, good = _samples(point, ts, value, good)
         p, s, e, o, k = K._stale_scan(point, ts, good, value, self.stale_after_s,
-                                      self.last_good_ts, self.stale)
+                                      self.last_good_ts, self.stale, self._clock)
         out = np.empty(k, dtype=STALE_DTYPE)
         out["point"], out["sample"], out["event"], out["onset"] = p[:k], s[:k], e[:k], o[:k]
         return out
 
     def check(self, now: float) -> np.ndarray:
-        """Raise every point stale at ``now``; return those raises (sample = -1)."""
-        onset = K._stale_check(float(now), self.stale_after_s, self.last_good_ts, self.stale)
-        pts = np.flatnonzero(~np.isnan(onset))
+        """Raise every point stale at ``now`` and clear every stale point whose newest good
+        sample is within ``stale_after_s`` of ``now``; return those (sample = -1)."""
+        event, onset = K._stale_check(float(now), self.stale_after_s, self.last_good_ts,
+                                      self.stale)
+        pts = np.flatnonzero(event)
+        self._clock[1] = -np.inf
         out = np.empty(pts.shape[0], dtype=STALE_DTYPE)
-        out["point"], out["sample"], out["event"], out["onset"] = pts, -1, 1, onset[pts]
+        out["point"], out["sample"], out["event"], out["onset"] = pts, -1, event[pts], onset[pts]
         return out
 
 

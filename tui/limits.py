@@ -1,16 +1,19 @@
 """Which limits apply to a point, and where each comes from.
 
 An active alarm row records the limit and source the engine used, so it wins; otherwise
-the limits compiled from the configuration (``alarms.rules.compile_rules``) are shown with
-their source. A value is then classed as beyond the action limit, beyond the alert level,
-or within both (DESIGN.md "Limit rules": a value exactly at the limit is compliant).
+the limits the catalogue compiled from the configuration (the rules the service runs) are
+shown with their source. A value is then classed as beyond the action limit, beyond the
+alert level, or within both, by the one ``facility.catalogue.within_limits`` the report
+uses too (DESIGN.md "Limit rules": a value exactly at the limit is compliant).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
+from facility.catalogue import Catalogue, build_catalogue, within_limits
 from facility.config.schema import Config
 from facility.domain.model import LIMIT_NAMES
 
@@ -28,16 +31,15 @@ class Limit:
     from_alarm: bool = False  # True when read from an alarm row (what the engine used)
 
 
-def compile_limits(cfg: Config) -> dict[str, list[Limit]]:
-    """Limits per point id compiled from the configuration; empty when compilation fails.
+def compile_limits(cfg: Config, catalogue: Catalogue | None = None) -> dict[str, list[Limit]]:
+    """Limits per point id from the catalogue's compiled rules (``catalogue``, else the one
+    built from ``cfg``); empty when compilation fails.
 
     The TUI never refuses to start because of limits: a problem here is logged and the
     limits then come from alarm rows only.
     """
     try:
-        from facility.catalogue import build_catalogue
-
-        rules = build_catalogue(cfg).rules
+        rules = (catalogue if catalogue is not None else build_catalogue(cfg)).rules
     except Exception as exc:  # noqa: BLE001 - any failure degrades to alarm-row limits
         log.warning("limits from the configuration unavailable: %s", exc)
         return {}
@@ -85,14 +87,11 @@ class LimitIndex:
 
 def classify(value: float | None, limits: dict[str, Limit]) -> str | None:
     """"action", "alert" or "ok" (None when there is no value or no limit)."""
-    if value is None or not limits:
+    if value is None or not math.isfinite(value) or not limits:
         return None
-    lim = {k: v.value for k, v in limits.items()}
-    if ("action_high" in lim and value > lim["action_high"]) or (
-            "action_low" in lim and value < lim["action_low"]):
+    if not within_limits(value, {k: v.value for k, v in limits.items() if k.startswith("action")}):
         return "action"
-    if ("alert_high" in lim and value > lim["alert_high"]) or (
-            "alert_low" in lim and value < lim["alert_low"]):
+    if not within_limits(value, {k: v.value for k, v in limits.items() if k.startswith("alert")}):
         return "alert"
     return "ok"
 

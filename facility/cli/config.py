@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import TYPE_CHECKING
 
 import click
 
 from facility.cli.errors import CliError
 from facility.cli.group import cli, config_option, load
 
+if TYPE_CHECKING:  # the catalogue pulls in numba: imported when check-config runs
+    from facility.catalogue import Catalogue
 
-def extra_problems(cfg) -> tuple[list[str], list[str]]:
-    """Problems and warnings found by the middle floor (profiles, limit compilation)."""
+
+def extra_problems(cfg) -> tuple[list[str], list[str], Catalogue | None]:
+    """Problems and warnings found by the middle floor (profiles, limit compilation), and
+    the catalogue they were found in (None when the points could not be expanded): the one
+    compilation of the limits that check-config reports on, as the service would run it."""
     problems: list[str] = []
     warnings: list[str] = []
     from facility.catalogue import build_catalogue
@@ -19,11 +25,11 @@ def extra_problems(cfg) -> tuple[list[str], list[str]]:
 
     problems.extend(f"{cfg.source}:{path}: {msg}" for path, msg in point_problems(cfg))
     if problems:
-        return problems, warnings
+        return problems, warnings, None
     cat = build_catalogue(cfg)
     problems.extend(f"{cfg.source}:{p}" for p in cat.problems)
     warnings.extend(f"{cfg.source}:{w}" for w in cat.warnings)
-    return problems, warnings
+    return problems, warnings, cat
 
 
 def summary(cfg) -> list[str]:
@@ -59,14 +65,11 @@ def summary(cfg) -> list[str]:
 def check_config(config_path, show_summary):
     """Validate the configuration; print every problem as file:key: message; exit 2 if any."""
     cfg = load(config_path)
-    problems, warnings = extra_problems(cfg)
+    problems, warnings, cat = extra_problems(cfg)
     for w in warnings:
         click.echo(f"warning: {w}", err=True)
     if problems:
         raise CliError(problems, 2)
-    from facility.catalogue import build_catalogue
-
-    cat = build_catalogue(cfg)
     pts = f", {len(cat.infos)} points, {len(cat.rules)} limit rules"
     click.echo(f"{cfg.source}: ok ({len(cfg.sites)} sites, {len(cfg.zones)} zones, "
                f"{len(cfg.devices)} devices{pts}; {len(warnings)} warnings)")

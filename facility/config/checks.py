@@ -6,6 +6,7 @@ Legal Modbus combinations are a table (``REGISTERS``), not an if-chain.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
 from collections.abc import Iterator
@@ -36,6 +37,10 @@ CHANNEL_TYPES = ("pagerduty", "webhook", "smtp", "command")
 DG_CLASSES = ("1", "2.1", "2.2", "2.3", "3", "3A", "4.1", "4.2", "4.3", "5.1", "5.2", "6.1",
               "8", "9")
 ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+HIDE_LIMITS = {"max_shelve_s": 28800, "max_shelve_critical_s": 3600, "max_suppress_s": 28800,
+               "max_oos_critical_s": 3600}
+"""``[alarms]`` maxima on hiding an alarm (docs/ARCHITECTURE.md "Critical alarms"), each with
+the shipped value the error message suggests."""
 
 
 def _dupes(items, path: str, what: str) -> Iterator[tuple[str, str]]:
@@ -143,6 +148,39 @@ def _check_point(dev: Device, pt: Point, path: str, cfg: Config) -> Iterator[tup
                    f"a delay on a {what} alarm needs a justification (Annex 1 4.16); add justification = \"...\"")
 
 
+def _check_setpoints(dev: Device, p: str) -> Iterator[tuple[str, str]]:
+    """A gas detector's ``setpoints`` are alarm levels: low/high, positive, finite, ordered.
+
+    Whether they are within what the gas table supports (else a justification is needed) is
+    the gas policy's check (``hazmat.gas.detector_policies``), which knows the gas table.
+    """
+    sp = dev.setpoints
+    if sp and not dev.gas:
+        yield f"{p}.setpoints", "apply only to gas detectors; give gas = \"...\" or remove them"
+    for key, val in sp.items():
+        if key not in ("low", "high"):
+            yield f"{p}.setpoints.{key}", "unknown set point; use low and/or high"
+        elif not (math.isfinite(val) and val > 0):
+            yield f"{p}.setpoints.{key}", f"={val!r} must be a positive finite alarm level, e.g. 0.3"
+    lo, hi = sp.get("low"), sp.get("high")
+    if lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi) and not lo < hi:
+        yield f"{p}.setpoints.high", f"={hi:g} must be above setpoints.low={lo:g}"
+    if dev.setpoints_justification is not None and not dev.setpoints_justification.strip():
+        yield f"{p}.setpoints_justification", "is empty; say why the set points are acceptable"
+
+
+def _check_comm_timing(dev: Device, p: str) -> Iterator[tuple[str, str]]:
+    """``comm_delay_s`` / ``comm_clear_s``: finite seconds > 0. The 10 s cap of a toxic-gas
+    detector needs the gas table, so the catalogue checks it (``facility.catalogue``)."""
+    for key in ("comm_delay_s", "comm_clear_s"):
+        v = getattr(dev, key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                              or not math.isfinite(v) or v <= 0):
+            yield f"{p}.{key}", f"={v!r} must be a finite number of seconds > 0; remove it for the default"
+    if dev.comm_justification is not None and not dev.comm_justification.strip():
+        yield f"{p}.comm_justification", "is empty; say why the longer comm delay is acceptable"
+
+
 def _check_devices(cfg: Config) -> Iterator[tuple[str, str]]:
     site_ids = {s.id for s in cfg.sites}
     zone_ids = {z.id for z in cfg.zones}
@@ -175,6 +213,8 @@ def _check_devices(cfg: Config) -> Iterator[tuple[str, str]]:
             yield f"{p}.cabinet", f"={dev.cabinet!r} is not a configured gas cabinet"
         if dev.store is not None and dev.store not in {s.id for s in cfg.hazmat.stores}:
             yield f"{p}.store", f"={dev.store!r} is not a configured dangerous-goods store"
+        yield from _check_setpoints(dev, p)
+        yield from _check_comm_timing(dev, p)
         if dev.profile is None and not dev.points:
             yield p, "has neither a profile nor points; give profile = \"...\" or [[devices.points]]"
         key = (dev.host, dev.port, dev.unit)
@@ -250,9 +290,19 @@ def _check_people_and_alarms(cfg: Config) -> Iterator[tuple[str, str]]:
     for kind, prio in a.priorities.items():
         if prio not in ISA_PRIORITIES:
             yield f"alarms.priorities.{kind}", f"={prio!r} is not allowed; use {', '.join(ISA_PRIORITIES)}"
-    for attr in ("max_shelve_s", "max_shelve_critical_s", "recovery_s", "clock_tolerance_s"):
+    for attr in ("recovery_s", "clock_tolerance_s"):
         if getattr(a, attr) <= 0:
             yield f"alarms.{attr}", "must be > 0"
+    if isinstance(a.skipped_runs_max, bool) or not isinstance(a.skipped_runs_max, int) \
+            or not 0 <= a.skipped_runs_max < 60:
+        yield "alarms.skipped_runs_max", (f"={a.skipped_runs_max!r} must be a whole number of"
+                                          " scans from 0 to 59 (per 60 s); default 3")
+    # The bounds on hiding an alarm: NaN would compare false and let any duration through.
+    for attr in HIDE_LIMITS:
+        val = getattr(a, attr)
+        if not (isinstance(val, (int, float)) and math.isfinite(val) and val > 0):
+            yield f"alarms.{attr}", (f"={val!r} must be a finite number of seconds > 0 (a hidden"
+                                     f" alarm always has an end), e.g. {HIDE_LIMITS[attr]}")
     pg = cfg.paging
     yield from _dupes([c.id for c in pg.channels], "paging.channels", "channel id")
     channel_ids = {c.id for c in pg.channels}
@@ -282,6 +332,13 @@ def _check_people_and_alarms(cfg: Config) -> Iterator[tuple[str, str]]:
                            f"channel {ch!r} is not configured; known: {', '.join(sorted(channel_ids)) or 'none'}")
     if pg.heartbeat_s <= 0:
         yield "paging.heartbeat_s", "must be > 0"
+    # Flood and chattering control (ISA-18.2): NaN would compare false and switch them off.
+    if isinstance(pg.flood_max, bool) or not isinstance(pg.flood_max, int) or pg.flood_max < 1:
+        yield "paging.flood_max", f"={pg.flood_max!r} must be a whole number >= 1, e.g. 10 (ISA-18.2)"
+    for attr, example in (("flood_window_s", 600), ("min_repage_s", 300)):
+        val = getattr(pg, attr)
+        if not (isinstance(val, (int, float)) and math.isfinite(val) and val > 0):
+            yield f"paging.{attr}", f"={val!r} must be a finite number of seconds > 0, e.g. {example}"
     if cfg.storage.retention_days < 1:
         yield "storage.retention_days", "must be >= 1"
     if not ENV_NAME.match(cfg.storage.audit_key_env):

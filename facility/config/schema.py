@@ -119,7 +119,26 @@ class Device:
     monitor: str | None = None  # gas detectors: room | cabinet
     cabinet: str | None = None  # gas detectors: the gas cabinet it watches
     store: str | None = None  # dangerous-goods store monitors: the store id
-    setpoints: dict[str, float] = field(default_factory=dict)  # gas: low/high overrides, ppm
+    setpoints: dict[str, float] = field(default_factory=dict)
+    """Gas detectors: ``low`` / ``high`` alarm set points replacing the computed ones, in ppm
+    (in % of the LEL for a gas with no toxic limit, e.g. hydrogen). Each must be a positive
+    finite number, low below high (reference/standards.md §3 "Detector set-point
+    conventions")."""
+    setpoints_justification: str | None = None
+    """Why this detector's ``setpoints`` are above what reference/standards.md §3 supports
+    (room: TLV-TWA / STEL or 2 x TLV; cabinet: up to the lower of 1/2 IDLH and 3 x PEL);
+    check-config refuses such values without it."""
+    comm_delay_s: float | None = None
+    """Seconds of continuous failure before the device's comm alarm raises. Default the larger
+    of 3 x ``scan_s`` and 10 s (ISA-18.2 on-delay against nuisance alarms, reference/standards.md
+    §6); a toxic-gas detector's is 5 s and at most 10 s without ``comm_justification``, since
+    a blind toxic-gas detector is a critical condition (docs/ARCHITECTURE.md "Critical alarms")."""
+    comm_clear_s: float | None = None
+    """Seconds of continuous good reads before the comm alarm clears; default ``comm_delay_s``:
+    the device must prove it is back for as long as it took to decide it was gone, so a
+    flapping link raises once instead of chattering (ISA-18.2 off-delay)."""
+    comm_justification: str | None = None
+    """Why a toxic-gas detector's ``comm_delay_s`` may exceed 10 s (check-config asks)."""
     points: tuple[Point, ...] = ()
 
 
@@ -140,7 +159,21 @@ class AlarmsCfg:
     defaults: dict[str, dict[str, LimitSpec]] = field(default_factory=dict)  # per quantity
     max_shelve_s: float = 8 * 3600.0
     max_shelve_critical_s: float = 3600.0
+    max_suppress_s: float = 8 * 3600.0
+    """Longest operator suppression, in seconds; a suppression always has an end. Default one
+    shift, like ``max_shelve_s``: ISA-18.2 (reference/standards.md §6) wants every hidden
+    alarm under a time limit, and the number is a site choice. Critical alarms cannot be
+    suppressed at all (docs/ARCHITECTURE.md "Critical alarms")."""
+    max_oos_critical_s: float = 3600.0
+    """Longest out-of-service of a device that has critical alarms, in seconds; it then returns
+    to service by itself. Default 1 h, the same bound as ``max_shelve_critical_s``: both hide a
+    critical alarm, so both get the limit docs/ARCHITECTURE.md "Critical alarms" sets."""
     recovery_s: float = 1200.0  # Annex 1 clean-up time, 15-20 min
+    skipped_runs_max: int = 3
+    """``system.<devices>:skipped_runs`` raises when one poll connection skipped more than this
+    many scans in the last 60 s: one late run is scheduler jitter, a connection that keeps
+    missing its turn is a device or gateway too slow for its ``scan_s`` (ISA-18.2 asks for
+    alarms that need a response, reference/standards.md §6)."""
     clock_tolerance_s: float = 120.0
     live_window_s: float = 300.0  # samples older than this when processed are backfill
     latching: tuple[str, ...] = ()  # vocab.ALARM_KINDS that latch until reset (e.g. "gas_high")
@@ -193,7 +226,15 @@ class PagingCfg:
     channels: tuple[Channel, ...] = ()
     routes: tuple[Route, ...] = ()
     flood_max: int = 10  # ISA-18.2 flood: more than 10 alarms in 10 minutes
+    """A site is in flood once more than this many new alarms below critical arrived within
+    ``flood_window_s``; the flood ends when fewer than ``flood_max / 2`` remain in the window.
+    Default ISA-18.2's 10 in 10 minutes (reference/standards.md §6); an integer >= 1."""
     flood_window_s: float = 600.0
+    """The window of the flood rate, in seconds (ISA-18.2: 10 minutes)."""
+    min_repage_s: float = 300.0
+    """A chattering alarm (ISA-18.2: 3 or more raises in 60 s) pages at most once per this
+    many seconds, critical alarms included; also the least time between two summaries of one
+    flood. Default 300 s, Alertmanager's group_interval (reference/standards.md §7)."""
     heartbeat_s: float = 60.0
     heartbeat_url: str | None = None
     heartbeat_command: tuple[str, ...] = ()

@@ -2,12 +2,18 @@
 
 DESIGN.md "Pressure cascade": a zone's pressure against its reference is derived at each
 good sample of either input, using the other input's latest good sample if it is no older
-than ``max_skew_s`` (default 2 x scan_s); its quality is the worse of the two. Inputs
-measured directly ("ZONE - REFERENCE") pass through (inverted when measured the other way).
+than ``max_skew_s`` (the zone's, default 2 x scan_s); its quality is the worse of the two.
+The arithmetic is ``alarms.cascade`` (the kernel the tests check against a plain-Python
+twin). Inputs measured directly ("ZONE - REFERENCE") pass through (inverted when measured
+the other way).
 """
 
 from __future__ import annotations
 
+import numpy as np
+
+from alarms.cascade import Cascade
+from alarms.rules import CascadePoint
 from facility.catalogue import HAZMAT_KINDS, Catalogue
 from facility.config.schema import Config
 from facility.domain.model import Quality, Sample, round_to
@@ -16,53 +22,74 @@ from hazmat.checks import run_checks
 from hazmat.gas import GasMonitor, detector_policies
 from hazmat.licence import stock_values
 
+CASCADE_DECIMALS = 3  # a difference of two decoded values, kept to their finest resolution
+SKEW_SCANS = 2.0  # DESIGN.md "Pressure cascade": max_skew_s defaults to 2 x scan_s
+
+
+def max_skew_s(cat: Catalogue, c: CascadePoint) -> float:
+    """How far apart a pair's two samples may be: the zone's ``max_skew_s``, else
+    2 x the slower input's ``scan_s`` (DESIGN.md "Pressure cascade")."""
+    zone = next(z for z in cat.cfg.zones if z.id == c.zone)
+    if zone.max_skew_s is not None:
+        return float(zone.max_skew_s)
+    scan = {d.id: d.scan_s for d in cat.cfg.devices}
+    return SKEW_SCANS * max(scan[cat.point(pid).device] for pid in (c.plus, c.minus) if pid)
+
 
 class Deriver:
-    """Keeps the latest good input of each cascade and the gas exposure trackers."""
+    """The cascade kernels of every zone and the gas exposure trackers."""
 
     def __init__(self, cat: Catalogue, cfg: Config):
-        scan = {d.id: d.scan_s for d in cfg.devices}
         self.cascades = cat.cascades
-        self.skew_ms = {}
-        self.by_input: dict[str, list] = {}
+        self.direct: dict[str, list] = {}  # input point -> cascades it passes through to
+        self.pairs: list[tuple] = []  # (cascade, Cascade kernel state)
+        self.pair_inputs: set[str] = set()
         for c in cat.cascades:
-            devs = [pid.split(".")[0] for pid in (c.plus, c.minus) if pid]
-            self.skew_ms[c.id] = int(2 * max(scan.get(d, 1.0) for d in devs) * 1000)
-            for pid in (c.plus, c.minus):
-                if pid:
-                    self.by_input.setdefault(pid, []).append(c)
-        self.last: dict[str, Sample] = {}
+            if c.minus is None:
+                self.direct.setdefault(c.plus, []).append(c)
+                continue
+            self.pairs.append((c, Cascade(max_skew_s(cat, c))))
+            self.pair_inputs.update((c.plus, c.minus))
         self.gas = _gas_tracker(cat, cfg)
 
     def derive(self, batch: list[Sample]) -> list[Sample]:
-        """Derived samples for a batch, in arrival order of their inputs."""
+        """Derived samples for a batch: pass-throughs in arrival order, then each pair's
+        samples in time order, then gas exposure."""
         out: list[Sample] = []
+        inputs: dict[str, list[Sample]] = {}
         for s in batch:
-            for c in self.by_input.get(s.point, ()):
-                d = self._cascade(c, s)
-                if d is not None:
-                    out.append(d)
-            if s.good:
-                self.last[s.point] = s
+            for c in self.direct.get(s.point, ()):
+                v = s.value if s.value is None or not c.invert else -s.value
+                out.append(Sample(c.id, s.ts_ms, v, s.quality))
+            if s.point in self.pair_inputs:
+                inputs.setdefault(s.point, []).append(s)
+        for c, kernel in self.pairs:
+            a, b = inputs.get(c.plus, ()), inputs.get(c.minus, ())
+            if a or b:
+                out.extend(_pair(c.id, kernel, a, b))
         if self.gas is not None:
             out.extend(self.gas.feed(batch))
         return out
 
-    def _cascade(self, c, s: Sample) -> Sample | None:
-        if c.minus is None:
-            if s.value is None:
-                return Sample(c.id, s.ts_ms, None, s.quality)
-            v = -s.value if c.invert else s.value
-            return Sample(c.id, s.ts_ms, v, s.quality)
-        if not s.good:
-            return None  # derived only at good samples of either input
-        other_id = c.minus if s.point == c.plus else c.plus
-        other = self.last.get(other_id)
-        if other is None or abs(s.ts_ms - other.ts_ms) > self.skew_ms[c.id]:
-            return Sample(c.id, s.ts_ms, None, Quality.STALE)
-        plus, minus = (s, other) if s.point == c.plus else (other, s)
-        value = round_to(plus.value - minus.value, 3)
-        return Sample(c.id, s.ts_ms, value, max(plus.quality, minus.quality))
+
+def _arrays(samples) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ts s, value, quality) of one input in time order (arrival order breaks ties)."""
+    n = len(samples)
+    ts_ms = np.fromiter((s.ts_ms for s in samples), dtype=np.int64, count=n)
+    order = np.argsort(ts_ms, kind="stable")
+    value = np.fromiter((np.nan if s.value is None else s.value for s in samples),
+                        dtype=np.float64, count=n)
+    quality = np.fromiter((int(s.quality) for s in samples), dtype=np.int8, count=n)
+    return ts_ms[order] / 1000.0, value[order], quality[order]
+
+
+def _pair(cid: str, kernel: Cascade, a, b) -> list[Sample]:
+    """``plus - minus`` at each good sample of either input (``alarms.cascade``)."""
+    ts, value, quality = kernel.feed(*_arrays(a), *_arrays(b))
+    return [Sample(cid, int(round(t * 1000.0)),
+                   round_to(float(v), CASCADE_DECIMALS) if q == Quality.GOOD else None,
+                   Quality(int(q)))
+            for t, v, q in zip(ts.tolist(), value.tolist(), quality.tolist())]
 
 
 def _gas_tracker(cat: Catalogue, cfg: Config) -> GasMonitor | None:

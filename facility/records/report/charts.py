@@ -2,6 +2,8 @@
 
 A chart is series of ``(ts_ms, value)`` (None breaks the line: no good data there) plus
 horizontal limit lines. The x axis is labelled in the site's local time with its offset.
+A chart without a single good value says "no data" across its plot area, so an empty
+frame is never mistaken for a flat line outside the range shown.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ def line_chart(title: str, series: dict[str, list[tuple[int, float | None]]],
                unit: str = "", log: bool = False) -> str:
     """One SVG chart; ``limits`` are ``(label, "action"|"alert", value)``."""
     values = [v for pts in series.values() for _t, v in pts if v is not None]
+    has_data = bool(values)
     values += [v for _l, _k, v in limits]
     if log:
         values = [v for v in values if v > 0]
@@ -112,5 +115,8 @@ def line_chart(title: str, series: dict[str, list[tuple[int, float | None]]],
         parts.append(f'<text x="{W - R + 6}" y="{legend_y}" font-size="10" fill="{color}">'
                      f"{escape(name)}</text>")
         legend_y += 13
+    if not has_data:
+        parts.append(f'<text class="no-data" x="{(L + W - R) / 2:.1f}" y="{(T + H - B) / 2:.1f}"'
+                     ' text-anchor="middle" font-size="14" fill="#777">no data</text>')
     parts.append("</svg>")
     return "".join(parts)

@@ -59,11 +59,10 @@ def _n(text: str) -> str:
 
 
 def _series(data: ReportData, pid: int) -> list[tuple[int, float | None]]:
+    """The point's aggregates over the range; a read failure raises (an auditor's report
+    never shows an empty chart for data it could not read), no data is an empty list."""
     res = "1m" if data.to_ms - data.from_ms <= 2 * 86_400_000 else "1h"
-    try:
-        return downsample(data.store.aggregates(pid, data.from_ms, data.to_ms, res))
-    except Exception:  # noqa: BLE001 - aggregates missing: chart shows no data
-        return []
+    return downsample(data.store.aggregates(pid, data.from_ms, data.to_ms, res))
 
 
 def _zone_points(data: ReportData, zone_id: str) -> list[dict]:
@@ -140,33 +139,56 @@ def _classification(data: ReportData, zone_id: str) -> str:
             + escape("\n".join(c.lines())) + "</pre>")
 
 
+def _kpi_value(key: str, fig: dict) -> str:
+    v = fig["value"]
+    if v is None:
+        return "n/a"
+    if key == "flood_periods_pct":
+        return f"{v:.2f} % ({fig['periods']} of {fig['of']})"
+    if key == "top10_share_pct":
+        return f"{v:.1f} %"
+    if key == "priority_mix_pct":
+        return " / ".join(f"{v[p]:.0f}" for p in ("critical", "high", "medium", "low")) + " %"
+    if key == "acknowledged":
+        t = " / ".join("n/a" if fig[k] is None else f"{fig[k]:.0f} s"
+                       for k in ("median_s", "p90_s", "max_s"))
+        return f"{v} / {fig['unacknowledged']} (median / p90 / max {t})"
+    if key in ("alarms_per_day", "alarms_per_10min_mean"):
+        return f"{v:.2f}"
+    by = ", ".join(f"{who} {n}" for who, n in (fig.get("by") or {}).items())
+    return f"{v} (by {by})" if by else str(v)
+
+
 def _performance(data: ReportData, tz: str) -> str:
-    p = data.performance
-    ack = lambda v: "n/a" if v is None else f"{v:.0f} s"  # noqa: E731
-    summary = [["alarms raised", _n(str(p["raises"]))],
-               ["alarms per day (ISA-18.2: ~150 acceptable, 300 maximum)", _n(f"{p['per_day']:.1f}")],
-               ["flood periods (> 10 in 10 min)", _n(str(len(p["floods"])))],
-               ["time in flood (target < 1 %)", _n(f"{p['flood_time_pct']:.2f} %")],
-               ["chattering alarms (>= 3 raises in 60 s)", _n(str(len(p["chattering"])))],
-               ["standing alarms (> 24 h)", _n(str(len(p["standing"])))],
-               ["acknowledged / not acknowledged", _n(f"{p['acked']} / {p['unacked']}")],
-               ["acknowledgement time median / p90 / max",
-                _n(f"{ack(p['ack_median_s'])} / {ack(p['ack_p90_s'])} / {ack(p['ack_max_s'])}")]]
-    out = [_table("performance", ["measure", "value"], summary, "")]
-    out.append("<h3>Top 10 most frequent alarms</h3>")
-    out.append(_table("top10", ["alarm", "raises", "share"],
-                      [[escape(a), _n(str(n)), _n(f"{s:.1f} %")] for a, n, s in p["top10"]],
-                      "no alarms raised"))
-    out.append("<h3>Floods</h3>")
-    out.append(_table("floods", ["10-minute window from", "alarms"],
-                      [[escape(local_iso(t, tz)), _n(str(n))] for t, n in p["floods"]], "none"))
-    out.append("<h3>Chattering</h3>")
-    out.append(_table("chattering", ["alarm", "most raises within 60 s"],
-                      [[escape(a), _n(str(n))] for a, n in p["chattering"]], "none"))
-    out.append("<h3>Standing (active &gt; 24 h)</h3>")
-    out.append(_table("standing", ["alarm", "#", "active for", "still active"],
-                      [[escape(a), _n(str(n)), _n(_dur(d)), "yes" if o else "no"]
-                       for a, n, d, o in p["standing"]], "none"))
+    """Per site, every alarm KPI beside its target: ``facility.records.kpi``, the same
+    figures as ``facility kpi`` (docs/ARCHITECTURE.md "Alarm KPIs")."""
+    from facility.records.kpi import FIGURE_NAMES, figures
+
+    names = {s.id: s.name for s in data.cfg.sites}
+    out = []
+    for k in data.kpi.sites:
+        name = names.get(k.site) or ""
+        title = (f"Site {escape(k.site)}" + (f" &mdash; {escape(name)}" if name else "")
+                 if k.site is not None else "No site: the monitoring&#39;s own health alarms")
+        out.append(f"<h3>{title}</h3>")
+        out.append(_table("performance", ["measure", "value", "verdict", "target"],
+                          [[escape(FIGURE_NAMES[key]), _n(_kpi_value(key, f)),
+                            escape(f["verdict"] or ""), escape(f["target"] or "")]
+                           for key, f in figures(k).items()], ""))
+        out.append(_table("top10", ["most frequent alarm", "raises", "share"],
+                          [[escape(a), _n(str(n)), _n(f"{100.0 * n / k.alarms:.1f} %")]
+                           for a, n in k.top10], "no alarms raised"))
+        out.append(_table("floods", ["10-minute period in flood, from", "alarms"],
+                          [[escape(local_iso(t, tz)), _n(str(n))] for t, n in k.floods],
+                          "no period in flood"))
+        out.append(_table("chattering", ["chattering alarm", "most raises within 60 s"],
+                          [[escape(a), _n(str(n))] for a, n in k.chattering],
+                          "no chattering alarm"))
+        out.append(_table("standing", ["stale alarm (standing > 24 h)", "#", "active for",
+                                       "still active"],
+                          [[escape(x.alarm), _n(str(x.occurrence)), _n(_dur(x.active_ms)),
+                            "yes" if x.still_active else "no"] for x in k.stale],
+                          "no stale alarm"))
     return "".join(out)
 
 

@@ -4,38 +4,24 @@ Everything is computed in one pass over the time-ordered sample stream of the ex
 (constant memory per point), plus the range's events.
 
 Compliance (per point with limits) = time within the action limits ÷ time with good data.
-Each sample holds from its time until the next sample of the point, for at most the
-point's hold time (its stale time); a good sample's span is "good data", and "within" when
-its value satisfies every action limit (a value exactly at the limit is compliant, DESIGN.md
-"Limit rules"). Everything else in the range — bad, comm or stale samples and gaps — is
-"not monitored": shown separately and never counted as compliant.
+The limits are the catalogue's compiled rules (the very objects the service runs) in each
+zone's configured occupancy. Each sample holds from its time until the next sample of the
+point, for at most the point's hold time (its stale time); a good sample's span is "good
+data", and "within" when ``facility.catalogue.within_limits`` says its value satisfies every
+action limit (a value exactly at the limit is compliant, DESIGN.md "Limit rules").
+Everything else in the range — bad, comm or stale samples and gaps — is "not monitored":
+shown separately and never counted as compliant.
 """
 
 from __future__ import annotations
 
 import math
-import statistics
-from collections import Counter
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
-from facility.records.classify import ZoneClassifier, size_of
-
-DAY_MS = 86_400_000
-FLOOD_WINDOW_MS = 600_000  # ISA-18.2: more than 10 alarms in 10 minutes is a flood
-FLOOD_MAX = 10
-CHATTER_WINDOW_MS = 60_000  # chattering: >= 3 raises of one alarm within 60 s
-CHATTER_MIN = 3
-STANDING_MS = DAY_MS  # standing (stale) alarm: active > 24 h
-
-
-def _within(value: float, limits: dict[str, float]) -> bool:
-    for name, lim in limits.items():
-        if name.endswith("_high") and value > lim:
-            return False
-        if name.endswith("_low") and value < lim:
-            return False
-    return True
+from alarms.rules import CompiledRule
+from facility.catalogue import Catalogue, build_catalogue, within_limits
+from facility.records import kpi
+from facility.records.classify import ZoneClassifier
 
 
 @dataclass
@@ -67,9 +53,9 @@ class Compliance:
         span = max(0, end - max(ts, self.from_ms))
         if span and q == 0 and value is not None and math.isfinite(value):
             self.good_ms += span
-            if _within(value, self.action):
+            if within_limits(value, self.action):
                 self.within_ms += span
-            if _within(value, self.alert):
+            if within_limits(value, self.alert):
                 self.within_alert_ms += span
 
     def finish(self) -> "Compliance":
@@ -90,54 +76,21 @@ class Compliance:
 
 
 def alarm_performance(events: list[dict], from_ms: int, to_ms: int) -> dict:
-    """ISA-18.2 / EEMUA 191 measures over the range (reference §6)."""
-    raises = sorted(((e.get("detected_ms") or e["ts_ms"]), e["alarm_id"], e.get("occurrence"))
-                    for e in events if e["event"] == "raise" and from_ms <= e["ts_ms"] < to_ms)
-    days = max((to_ms - from_ms) / DAY_MS, 1e-9)
-    bins = Counter((t - from_ms) // FLOOD_WINDOW_MS for t, _a, _o in raises)
-    floods = sorted((b, n) for b, n in bins.items() if n > FLOOD_MAX)
-    per_alarm: dict[str, list[int]] = {}
-    for t, a, _o in raises:
-        per_alarm.setdefault(a, []).append(t)
-    chattering = {}
-    for a, ts in per_alarm.items():
-        best = 0
-        j = 0
-        for i in range(len(ts)):
-            while ts[i] - ts[j] > CHATTER_WINDOW_MS:
-                j += 1
-            best = max(best, i - j + 1)
-        if best >= CHATTER_MIN:
-            chattering[a] = best
-    occ: dict[tuple, dict] = {}
-    for e in sorted(events, key=lambda e: e["id"]):
-        o = occ.setdefault((e["alarm_id"], e.get("occurrence")), {})
-        o.setdefault(e["event"], e)
-    standing, ack_s, unacked = [], [], 0
-    for (a, n), o in occ.items():
-        rz = o.get("raise")
-        if rz is None:
-            continue
-        end = o["clear"]["ts_ms"] if "clear" in o else to_ms
-        if end - rz["ts_ms"] > STANDING_MS:
-            standing.append((a, n, end - rz["ts_ms"], "clear" not in o))
-        if "ack" in o:
-            ack_s.append((o["ack"]["ts_ms"] - (rz.get("detected_ms") or rz["ts_ms"])) / 1000.0)
-        else:
-            unacked += 1
-    total = len(raises)
-    top = Counter(a for _t, a, _o in raises).most_common(10)
+    """ISA-18.2 / EEMUA 191 measures of ``events`` over the range, all sites together, as
+    ``facility.records.kpi`` computes them for ``facility kpi`` (one computation)."""
+    return performance(kpi.compute(events, [], {}, from_ms, to_ms).total)
+
+
+def performance(k: kpi.SiteKpi) -> dict:
+    """One KPI group as the report's summary names its measures."""
     return {
-        "raises": total, "per_day": total / days, "days": days,
-        "floods": [(from_ms + b * FLOOD_WINDOW_MS, n) for b, n in floods],
-        "flood_time_pct": 100.0 * len(floods) * FLOOD_WINDOW_MS / max(to_ms - from_ms, 1),
-        "top10": [(a, n, 100.0 * n / total) for a, n in top],
-        "chattering": sorted(chattering.items()),
-        "standing": sorted(standing),
-        "ack_median_s": statistics.median(ack_s) if ack_s else None,
-        "ack_p90_s": sorted(ack_s)[int(0.9 * (len(ack_s) - 1))] if ack_s else None,
-        "ack_max_s": max(ack_s) if ack_s else None,
-        "acked": len(ack_s), "unacked": unacked,
+        "raises": k.alarms, "per_day": k.per_day, "days": k.days, "floods": list(k.floods),
+        "flood_time_pct": k.flood_pct,
+        "top10": [(a, n, 100.0 * n / k.alarms) for a, n in k.top10],
+        "chattering": list(k.chattering),
+        "standing": [(s.alarm, s.occurrence, s.active_ms, s.still_active) for s in k.stale],
+        "ack_median_s": k.ack_median_s, "ack_p90_s": k.ack_p90_s, "ack_max_s": k.ack_max_s,
+        "acked": k.acked, "unacked": k.unacked,
     }
 
 
@@ -158,67 +111,49 @@ def excursions(events: list[dict], to_ms: int) -> list[dict]:
     return sorted(out.values(), key=lambda x: (x["onset_ms"], x["alarm_id"]))
 
 
-def point_limits(cfg, points: dict[int, dict]) -> dict[str, dict[str, float]]:
-    """Compiled limits per point id for the zone's configured occupancy (alarms.rules)."""
-    from alarms.rules import compile_rules
-
-    explicit = {}
-    for dev in cfg.devices:
-        for pt in dev.points:
-            if pt.limits:
-                explicit[f"{dev.id}.{pt.name}"] = dict(pt.limits)
-    objs = [SimpleNamespace(id=p["point"], device=p.get("device"), zone=p.get("zone"),
-                            site=p.get("site"), quantity=p.get("quantity") or "",
-                            unit=p.get("unit"), size_um=size_of(p["point"]),
-                            limits=explicit.get(p["point"], {}), stale_after_s=None,
-                            measures=None, between=None)
-            for p in points.values()]
-    rules, _problems, _warnings = compile_rules(cfg, objs)
-    zones = {z.id: z for z in cfg.zones}
-    out: dict[str, dict[str, float]] = {}
-    for r in rules:
-        zone = zones.get(r.zone)
-        if r.mode is not None and zone is not None and r.mode != zone.occupancy:
-            continue
-        if r.kind != r.limit_name:
-            continue
-        out.setdefault(r.point, {})[r.limit_name] = r.limit
-    return out
+def point_limits(cat: Catalogue, points: dict[int, dict]) -> dict[str, dict[str, CompiledRule]]:
+    """The compiled limit rules of each reported point in its zone's configured occupancy
+    (``Catalogue.limit_rules``), for points with a hold time (``hold_ms``); a stored point
+    the configuration no longer has gets none."""
+    rules = cat.limit_rules({})
+    return {p["point"]: rules[p["point"]] for p in points.values()
+            if p["point"] in rules and hold_ms(cat, p) is not None}
 
 
-def hold_ms(cfg, point: dict) -> int:
-    """How long one sample of a point stands for: its stale time (DESIGN.md "Stale")."""
-    devices = {d.id: d for d in cfg.devices}
-    dev = devices.get(point.get("device"))
-    if point.get("quantity") in ("particle_conc", "particle_count"):
-        return 3 * 60_000  # 3 x record interval of a record-based counter
-    if dev is not None:
-        return int(3 * dev.scan_s * 1000)
-    scans = [d.scan_s for d in cfg.devices if d.zone == point.get("zone")] or [1.0]
-    return int(3 * max(scans) * 1000)
+def hold_ms(cat: Catalogue, point: dict) -> int | None:
+    """How long one sample of a point stands for: its stale time (DESIGN.md "Stale") as the
+    catalogue compiled it (3 x scan_s, or 3 x the record time of a particle counter).
+
+    None for a point that never goes stale (stock, hazmat findings, the service's own
+    health): without a hold time its samples cannot be turned into time within limits.
+    """
+    p = cat.point(point["point"])
+    if p is None or not p.stale_after_s:
+        return None
+    return int(round(p.stale_after_s * 1000))
 
 
 class ReportData:
     """Fed by the export's sample stream; everything report.html shows."""
 
     def __init__(self, cfg, store, from_ms: int, to_ms: int, points: dict[int, dict],
-                 site: str | None = None, zone: str | None = None):
+                 site: str | None = None, zone: str | None = None,
+                 catalogue: Catalogue | None = None):
         self.cfg, self.store, self.from_ms, self.to_ms = cfg, store, from_ms, to_ms
         self.points, self.site, self.zone = points, site, zone
         self.events: list[dict] = []
-        try:
-            limits = point_limits(cfg, points)
-        except ImportError:
-            limits = {}
-        self.limits = limits
+        self.catalogue = catalogue if catalogue is not None else build_catalogue(cfg)
+        self.rules = point_limits(self.catalogue, points)
+        self.limits = {pid: {name: r.limit for name, r in rules.items()}
+                       for pid, rules in self.rules.items()}
         self.compliance: dict[str, Compliance] = {}
         for p in points.values():
-            lim = limits.get(p["point"])
+            lim = self.limits.get(p["point"])
             if not lim:
                 continue
             action = {k: v for k, v in lim.items() if k.startswith("action")}
             alert = {k: v for k, v in lim.items() if k.startswith("alert")} or action
-            self.compliance[p["point"]] = Compliance(from_ms, to_ms, hold_ms(cfg, p),
+            self.compliance[p["point"]] = Compliance(from_ms, to_ms, hold_ms(self.catalogue, p),
                                                      action or alert, alert)
         self.classifiers = {z.id: ZoneClassifier(z, cfg.devices) for z in cfg.zones
                             if z.iso_class is not None and (zone is None or z.id == zone)
@@ -259,4 +194,12 @@ class ReportData:
             c.finish()
         self.classification = {zid: c.result() for zid, c in self.classifiers.items()
                                if c.sums}
-        self.performance = alarm_performance(self.events, self.from_ms, self.to_ms)
+        # the alarm KPIs of `facility kpi`: per site, read through the store for the range
+        if self.site is not None or self.zone is None:
+            sites = [self.site] if self.site is not None else [
+                *(s.id for s in self.cfg.sites), None]
+        else:
+            sites = [next((z.site for z in self.cfg.zones if z.id == self.zone), None)]
+        self.kpi = kpi.alarm_kpis(self.store, self.from_ms, self.to_ms, sites=sites,
+                                  zone=self.zone)
+        self.performance = performance(self.kpi.total)
