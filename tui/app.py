@@ -29,7 +29,7 @@ from tui.screens.hazmat import HazmatScreen
 from tui.screens.help import HelpScreen
 from tui.screens.overview import OverviewScreen
 from tui.screens.zone_detail import ZoneDetailScreen
-from tui.views import zone_mode
+from tui.views.common import zone_mode
 
 
 def wall_clock_ms() -> int:
@@ -91,7 +91,7 @@ class FacilityApp(App):
         self.refresh_data()
 
     def on_unmount(self) -> None:
-        self.reader.close()
+        self.reader.close()  # waits for a read still running in the worker thread
 
     def refresh_data(self) -> None:
         """Start one read unless the previous one is still running."""
@@ -120,14 +120,25 @@ class FacilityApp(App):
             return
         self.snapshots_seen += 1
         self.limits.update_alarms(snap.alarms)
-        screen = self.screen
-        if isinstance(screen, DataScreen):
+        screen = self._data_screen()
+        if screen is not None:
             screen.show(snap)
-        else:  # a modal on top: draw the data screen underneath
-            for s in reversed(self.screen_stack):
-                if isinstance(s, DataScreen):
-                    s.show(snap)
-                    break
+
+    def _data_screen(self) -> DataScreen | None:
+        """The data screen a snapshot is drawn on: the one in view, or the one under a modal.
+
+        None while the app shuts down. The refresh worker posts snapshots from its thread, so
+        one can be handled after shutdown has begun: Textual clears ``is_running`` first,
+        then prunes every screen (their widgets go before they do) and empties the screen
+        stacks while this message loop still runs. ``self.screen`` would then raise
+        ScreenStackError, and a screen being pruned has lost the widgets ``show`` fills.
+        """
+        if not self.is_running:
+            return None
+        for s in reversed(self.screen_stack):
+            if isinstance(s, DataScreen):
+                return s
+        return None
 
     def want_trends(self, zone: str | None) -> None:
         """Ask the reader for a zone's 1-minute aggregates (None: no trends needed)."""

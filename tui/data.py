@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from alarms.chatter import chattering
 from facility.store import Store, StoreError
 
 HOUR_MS = 3_600_000
@@ -121,7 +122,7 @@ class DbReader:
             with store.snapshot():
                 return self._read(store, now_ms, req)
         except StoreError as exc:
-            self.close()
+            self._close()  # the lock is held here
             return Snapshot(now_ms=now_ms, error=str(exc))
 
     def _read(self, store: Store, now_ms: int, req: ReadRequest) -> Snapshot:
@@ -154,6 +155,10 @@ class DbReader:
         if hb is not None:
             snap.heartbeat_ms, snap.heartbeat_pid = hb["ts_ms"], hb["pid"]
         snap.alarms = store.alarms()
+        chatter = chattering(store.conn)  # the pager's record: >= 3 raises in 60 s (ISA-18.2)
+        for a in snap.alarms:
+            if a["id"] in chatter:
+                a["chattering"] = chatter[a["id"]].raises
         snap.zone_modes = store.zone_modes()
         if req.history_alarm:
             snap.history = store.events(alarm_id=req.history_alarm)[-200:]

@@ -1,4 +1,10 @@
-"""Pilot tests of the technician's terminal against a real store and a real ActionServer."""
+"""Pilot tests of the technician's terminal against a real store and a real ActionServer.
+
+Every wait is on a condition with a generous deadline (``wait_until``), never on time or
+on the pilot's "the process looks idle" heuristic alone: with every core busy the app's
+tasks and the refresh worker run late, and a key press may be handled a while after
+``pilot.press`` returns.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import os
 import sqlite3
 
 import pytest
+from textual.screen import Screen
 
 from facility.config import load_config
 from facility.service.socket import ActionServer
@@ -14,12 +21,14 @@ from tests.fixtures import sample_db
 from tui.app import make_app
 from tui.fmt import local_time, parse_duration
 from tui.screens.action_modal import ActionModal
+from tui.screens.base import DataScreen
 from tui.screens.help import HelpScreen
 from tui.widgets.banner import StaleBanner
 from tui.widgets.live_table import LiveTable
 
 CONFIG = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "config.toml")
 T0 = sample_db.T0
+DEADLINE_S = 60.0  # far beyond any healthy wait, so only a real hang fails on time
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +53,7 @@ class Clock:
         return self.ms
 
 
-async def wait_until(pilot, cond, timeout: float = 15.0) -> None:
+async def wait_until(pilot, cond, timeout: float = DEADLINE_S) -> None:
     """Poll ``cond`` (a screen switch may still be under way: errors count as not yet)."""
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
@@ -57,13 +66,32 @@ async def wait_until(pilot, cond, timeout: float = 15.0) -> None:
         else:
             last = None
         if loop.time() > end:
-            raise AssertionError(f"condition not reached in time (last error: {last!r})")
+            raise AssertionError(f"condition not reached in {timeout:g} s (last error: {last!r})")
         await pilot.pause(0.02)
 
 
+def drawn(app, mode: str | None = None) -> bool:
+    """The data screen in view (of ``mode``) shows the app's latest snapshot."""
+    screen = app.screen
+    return (isinstance(screen, DataScreen) and (mode is None or app.current_mode == mode)
+            and app.snapshot is not None and screen.drawn is app.snapshot)
+
+
 async def started(app, pilot) -> None:
-    await wait_until(pilot, lambda: app.snapshots_seen > 0)
-    await pilot.pause()
+    await wait_until(pilot, lambda: drawn(app))
+
+
+async def show(pilot, app, key: str, mode: str) -> None:
+    """Press a screen key and wait until that screen shows the latest snapshot."""
+    await pilot.press(key)
+    await wait_until(pilot, lambda: drawn(app, mode))
+
+
+async def dialog(pilot, app, field: str = "reason") -> ActionModal:
+    """Wait for the action dialog, with the typing going to its ``field``."""
+    await wait_until(pilot, lambda: isinstance(app.screen, ActionModal)
+                     and app.focused is app.screen.query_one(f"#{field}"))
+    return app.screen
 
 
 class Recorder:
@@ -93,19 +121,16 @@ async def test_navigation_between_screens(cfg, db):
         for key, mode in (("2", "alarms"), ("3", "zone"), ("4", "devices"), ("5", "hazmat"),
                           ("1", "overview"), ("d", "devices"), ("h", "hazmat"), ("z", "zone"),
                           ("o", "overview")):
-            await pilot.press(key)
-            await pilot.pause()
-            assert app.current_mode == mode, key
-        await pilot.press("a")  # from the overview, a opens the alarm screen
-        assert app.current_mode == "alarms"
+            await show(pilot, app, key, mode)
+        await show(pilot, app, "a", "alarms")  # from the overview, a opens the alarm screen
         await pilot.press("question_mark")
-        await pilot.pause()
-        assert isinstance(app.screen, HelpScreen)
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen)
+                         and app.screen.is_mounted)
         await pilot.press("escape")
-        await pilot.pause()
-        assert app.current_mode == "alarms" and not isinstance(app.screen, HelpScreen)
+        await wait_until(pilot, lambda: not isinstance(app.screen, HelpScreen))
+        assert app.current_mode == "alarms"
         await pilot.press("q")
-        await pilot.pause()
+        await wait_until(pilot, lambda: app.return_code is not None)
     assert app.return_code == 0
 
 
@@ -126,16 +151,15 @@ async def test_overview_shows_zones_readings_and_badges(cfg, db):
         assert cell("MEC-GASRM", 5).plain.startswith("-")  # kept below its neighbour
         assert cell("MARS-PACK", 8).plain == "ok"
         await pilot.press("enter")
-        await pilot.pause()
-        assert app.current_mode == "zone" and app.zone_focus == "MEC-LITHO"
+        await wait_until(pilot, lambda: app.current_mode == "zone")
+        assert app.zone_focus == "MEC-LITHO"
 
 
 async def test_alarms_sorted_by_priority_then_onset_with_unack_standing_out(cfg, db):
     app = make_app(cfg, db, login="technician", clock=Clock())
     async with app.run_test(size=(100, 30)) as pilot:
         await started(app, pilot)
-        await pilot.press("2")
-        await wait_until(pilot, lambda: app.screen.query_one("#alarm-list", LiveTable).row_count)
+        await show(pilot, app, "2", "alarms")
         table = app.screen.query_one("#alarm-list", LiveTable)
         assert table._keys == [  # annunciated first; shelved and suppressed after them
             "MEC-GD-01:comm", "MEC-PC-02.pc_0_5um:action_high",
@@ -154,14 +178,12 @@ async def test_alarms_sorted_by_priority_then_onset_with_unack_standing_out(cfg,
 
 
 async def _ack(pilot, app, reason: str = "door left open during transfer"):
-    await pilot.press("2")
+    await show(pilot, app, "2", "alarms")
     table = app.screen.query_one("#alarm-list", LiveTable)
-    await wait_until(pilot, lambda: table.row_count > 0)
     table.select_key("MEC-PC-01.pc_0_5um:alert_high")
-    await pilot.pause()
+    await wait_until(pilot, lambda: table.current_key == "MEC-PC-01.pc_0_5um:alert_high")
     await pilot.press("a")
-    await wait_until(pilot, lambda: isinstance(app.screen, ActionModal))
-    modal = app.screen
+    modal = await dialog(pilot, app)
     assert "You are: technician (Chan Tai Man)" in str(modal.query_one("#action-who").render())
     if reason:
         await pilot.press(*reason)
@@ -179,10 +201,10 @@ async def test_acknowledge_reaches_the_service_with_login_and_reason(cfg, db):
             await started(app, pilot)
             await _ack(pilot, app)
             await wait_until(pilot, lambda: app.last_outcome is not None)
-            await pilot.pause()
             assert not isinstance(app.screen, ActionModal)
-            status = str(app.screen.query_one("#action-status").render())
-            assert "acknowledged MEC-PC-01.pc_0_5um:alert_high #3" in status
+            status = app.screen.query_one("#action-status")
+            await wait_until(pilot, lambda: "acknowledged MEC-PC-01.pc_0_5um:alert_high #3"
+                             in str(status.render()))
     finally:
         await server.close()
     assert len(rec.calls) == 1
@@ -219,11 +241,10 @@ async def test_reason_is_required_and_nothing_is_sent(cfg, db):
         async with app.run_test(size=(100, 30)) as pilot:
             await started(app, pilot)
             modal = await _ack(pilot, app, reason="")
-            await pilot.pause()
-            assert "a reason is required" in str(modal.query_one("#action-result").render())
+            result = modal.query_one("#action-result")
+            await wait_until(pilot, lambda: "a reason is required" in str(result.render()))
             await pilot.press("escape")
-            await pilot.pause()
-            assert not isinstance(app.screen, ActionModal)
+            await wait_until(pilot, lambda: not isinstance(app.screen, ActionModal))
     finally:
         await server.close()
     assert rec.calls == []
@@ -237,13 +258,15 @@ async def test_shelve_sends_a_duration(cfg, db):
         app = make_app(cfg, db, login="technician", clock=Clock())
         async with app.run_test(size=(100, 30)) as pilot:
             await started(app, pilot)
-            await pilot.press("2")
+            await show(pilot, app, "2", "alarms")
             table = app.screen.query_one("#alarm-list", LiveTable)
-            await wait_until(pilot, lambda: table.row_count > 0)
             table.select_key("MEC-PC-01.pc_0_5um:alert_high")
+            await wait_until(pilot, lambda: table.current_key == "MEC-PC-01.pc_0_5um:alert_high")
             await pilot.press("s")
-            await wait_until(pilot, lambda: isinstance(app.screen, ActionModal))
-            await pilot.press(*"30m", "enter", *"filter change", "enter")
+            await dialog(pilot, app, "duration")
+            await pilot.press(*"30m", "enter")
+            await dialog(pilot, app, "reason")  # Enter in the duration moves on to the reason
+            await pilot.press(*"filter change", "enter")
             await wait_until(pilot, lambda: rec.calls)
     finally:
         await server.close()
@@ -254,11 +277,9 @@ async def test_service_not_running_is_reported(cfg, db):
     app = make_app(cfg, db, login="nobody", clock=Clock())
     async with app.run_test(size=(100, 30)) as pilot:
         await started(app, pilot)
-        await pilot.press("2")
-        await wait_until(pilot, lambda: app.screen.query_one("#alarm-list", LiveTable).row_count)
+        await show(pilot, app, "2", "alarms")
         await pilot.press("a")
-        await wait_until(pilot, lambda: isinstance(app.screen, ActionModal))
-        modal = app.screen
+        modal = await dialog(pilot, app)
         assert "not in [[operators]]" in str(modal.query_one("#action-who").render())
         await pilot.press(*"test", "enter")
         result = modal.query_one("#action-result")
@@ -291,30 +312,31 @@ async def test_zone_detail_trend_limits_and_sources(cfg, db):
         await wait_until(pilot, lambda: "MEC-PC-01.pc_0_5um" in table._keys)
         assert "MEC-LITHO.dp_cascade" in table._keys and "MEC-TH-01.temperature" in table._keys
         table.select_key("MEC-PC-01.pc_0_5um")
-        await pilot.pause()
-        assert str(table.get_cell("MEC-PC-01.pc_0_5um", "4")).strip()  # a sparkline
-        sources = str(app.screen.query_one("#limit-sources").render())
-        assert "ISO 14644-1:2015 class 5 at 0.5 um" in sources
+        await wait_until(pilot, lambda: drawn(app, "zone")
+                         and str(table.get_cell("MEC-PC-01.pc_0_5um", "4")).strip())  # a sparkline
+        panel = app.screen.query_one("#limit-sources")
+        await wait_until(pilot, lambda: "ISO 14644-1:2015 class 5 at 0.5 um" in str(panel.render()))
+        sources = str(panel.render())
         assert "alert_fraction" in sources and "active alarm" in sources
         assert len(app.snapshot.trends["MEC-PC-01.pc_0_5um"]) == 60  # the last hour, by minute
         await pilot.press("right")
-        await pilot.pause()
-        assert app.zone_focus == "MEC-WET"
+        await wait_until(pilot, lambda: app.zone_focus == "MEC-WET")
 
 
 async def test_devices_and_hazmat_screens(cfg, db, tmp_path):
     app = make_app(cfg, db, login="technician", clock=Clock())
     async with app.run_test(size=(100, 30)) as pilot:
         await started(app, pilot)
-        await pilot.press("4")
+        await show(pilot, app, "4", "devices")
         table = app.screen.query_one("#device-list", LiveTable)
-        await wait_until(pilot, lambda: table.row_count > 0)
         assert table.get_cell("MEC-GD-01", "2").plain == "FAIL"
         assert table.get_cell("MEC-GD-01", "4").plain == "12"
         assert table.get_cell("MEC-DP-01", "2").plain == "OK"
-        await pilot.press("5")
-        await wait_until(pilot, lambda: app.snapshot.hazmat is None and app.current_mode == "hazmat")
-        await pilot.pause()
+        await show(pilot, app, "5", "hazmat")
+        # a read in flight when the screen opened did not ask for the ledger; the next one did
+        seen = app.snapshots_seen
+        await wait_until(pilot, lambda: app.snapshots_seen >= seen + 2 and drawn(app, "hazmat"))
+        assert app.snapshot.hazmat is None
         assert app.screen.query_one("#no-ledger").display
         gas = app.screen.query_one("#gas", LiveTable)
         assert gas.get_cell("MEC-GD-01", "3").plain == "comm"
@@ -323,7 +345,7 @@ async def test_devices_and_hazmat_screens(cfg, db, tmp_path):
     app = make_app(cfg, ledger_db, login="technician", clock=Clock())
     async with app.run_test(size=(100, 30)) as pilot:
         await started(app, pilot)
-        await pilot.press("5")
+        await show(pilot, app, "5", "hazmat")
         stock = app.screen.query_one("#stock", LiveTable)
         await wait_until(pilot, lambda: stock.row_count > 0)
         assert not app.screen.query_one("#no-ledger").display
@@ -331,7 +353,8 @@ async def test_devices_and_hazmat_screens(cfg, db, tmp_path):
 
 
 async def test_the_tui_opens_the_database_read_only(cfg, db):
-    app = make_app(cfg, db, login="technician", clock=Clock())
+    # no refresh after the first: the test uses the reader's connection while no read runs
+    app = make_app(cfg, db, login="technician", refresh_s=3600, clock=Clock())
     async with app.run_test(size=(100, 30)) as pilot:
         await started(app, pilot)
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
@@ -355,7 +378,7 @@ async def test_mode_change_from_the_overview(cfg, db):
         async with app.run_test(size=(100, 30)) as pilot:
             await started(app, pilot)
             await pilot.press("m")  # the cursor starts on the first zone, MEC-LITHO
-            await wait_until(pilot, lambda: isinstance(app.screen, ActionModal))
+            await dialog(pilot, app)
             assert "Lee Ka Yan" in str(app.screen.query_one("#action-who").render())
             await pilot.press(*"cleaning", "enter")
             await wait_until(pilot, lambda: rec.calls)
@@ -363,3 +386,30 @@ async def test_mode_change_from_the_overview(cfg, db):
         await server.close()
     assert rec.calls[0][1] == {"action": "mode", "zone": "MEC-LITHO", "mode": "at_rest",
                                "reason": "cleaning"}
+
+
+async def test_a_refresh_handled_during_shutdown_is_dropped(cfg, db):
+    """Closing the app empties its screen stacks while its message loop still runs; a
+    snapshot the refresh worker posted meanwhile must be dropped, not drawn on no screen."""
+    app = make_app(cfg, db, login="technician", refresh_s=3600, clock=Clock())
+    at_close: dict = {}
+
+    class ClosedLast(Screen):
+        """A screen of a mode opened after the overview, so closed after it."""
+
+        async def on_unmount(self) -> None:
+            at_close["stack"] = app.screen_stack
+            at_close["seen"] = app.snapshots_seen
+            app.refresh_data()  # what the refresh timer does, now that the stack is empty
+            refreshing = [w for w in app.workers if w.group == "refresh"]
+            await app.workers.wait_for_complete(refreshing)  # its snapshot is posted
+
+    async with app.run_test(size=(100, 30)) as pilot:
+        await started(app, pilot)
+        app.add_mode("closed-last", ClosedLast)
+        await app.switch_mode("closed-last")
+        await app.switch_mode("overview")
+        await wait_until(pilot, lambda: drawn(app, "overview"))
+    assert at_close["stack"] == []  # the overview's stack was empty when the snapshot came
+    assert app.snapshots_seen == at_close["seen"] + 1  # ... and it was handled, not lost
+

@@ -1,6 +1,6 @@
 """A few SVG snapshots of the TUI at fixed sizes, on fixed data and a fixed clock.
 
-Update with ``pytest tests/test_tui_snapshots.py --snapshot-update`` after a deliberate
+Update with ``pytest tests/tui/test_snapshots.py --snapshot-update`` after a deliberate
 visual change, and look at the report before committing the new SVGs.
 """
 
@@ -14,6 +14,9 @@ import pytest
 from facility.config import load_config
 from tests.fixtures import sample_db
 from tui.app import make_app
+from tui.screens.base import DataScreen
+from tui.widgets.live_table import LiveTable
+from tui.widgets.trend import Trend
 
 CONFIG = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "config.toml")
 
@@ -28,30 +31,44 @@ def app_factory(tmp_path):
                             clock=lambda: sample_db.T0)
 
 
-async def _ready(pilot, mode: str | None = None, zone: str | None = None) -> None:
+async def _until(pilot, cond, what: str, timeout: float = 60.0) -> None:
+    """Poll ``cond`` with a generous deadline: busy cores delay the reads, never the picture."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not cond():
+        if loop.time() > end:
+            raise AssertionError(f"{what} not reached in {timeout:g} s")
+        await pilot.pause(0.02)
+
+
+def _settled(app) -> bool:
+    """Focus given (it tints the table's header), tables measured, charts fit to size."""
+    screen = app.screen
+    return (app.focused is not None and all(t.measured for t in screen.query(LiveTable))
+            and all(t.drawn_size == t.content_size for t in screen.query(Trend)))
+
+
+def _drawn(app, mode: str) -> bool:
+    screen = app.screen
+    return (app.current_mode == mode and isinstance(screen, DataScreen)
+            and app.snapshot is not None and screen.drawn is app.snapshot)
+
+
+async def _ready(pilot, mode: str = "overview", zone: str | None = None) -> None:
     app = pilot.app
-    for _ in range(200):
-        if app.snapshots_seen:
-            break
-        await asyncio.sleep(0.02)
+    await _until(pilot, lambda: _drawn(app, "overview"), "the first snapshot on screen")
     if zone:
         app.open_zone(zone)
-        for _ in range(200):
-            if app.snapshot.trends_zone == zone:
-                break
-            await asyncio.sleep(0.02)
-    elif mode:
-        await pilot.press({"alarms": "2", "hazmat": "5"}[mode])
-        for _ in range(200):
-            if mode != "hazmat" or app.snapshot.hazmat is not None:
-                break
-            await asyncio.sleep(0.02)
-    for _ in range(200):  # the table's focus tints its header: wait for it to settle
-        if app.focused is not None:
-            break
-        await asyncio.sleep(0.02)
-    await pilot.pause()
-    await pilot.pause()
+        await _until(pilot, lambda: _drawn(app, "zone") and app.snapshot.trends_zone == zone,
+                     f"the trends of {zone} on screen")
+    elif mode == "alarms":
+        await pilot.press("2")
+        # the screen asks for the history of the alarm under the cursor: a second read
+        await _until(pilot, lambda: _drawn(app, "alarms") and app.snapshot.history_of
+                     == app.screen.query_one("#alarm-list").current_key,
+                     "the alarms and the history of the first one on screen")
+    await _until(pilot, lambda: _settled(app), "the screen settled")
+    await pilot.wait_for_scheduled_animations()
 
 
 def test_overview_80x24(snap_compare, app_factory):
@@ -67,6 +84,11 @@ def test_alarms_120x40(snap_compare, app_factory):
 def test_zone_detail_120x40(snap_compare, app_factory):
     async def before(pilot):
         await _ready(pilot, zone="MEC-LITHO")
-        pilot.app.screen.query_one("#points").select_key("MEC-PC-01.pc_0_5um")
-        await pilot.pause()
+        table = pilot.app.screen.query_one("#points")
+        table.select_key("MEC-PC-01.pc_0_5um")
+        # the chart follows the highlighted point (on the table's RowHighlighted message)
+        await _until(pilot, lambda: table.current_key == "MEC-PC-01.pc_0_5um"
+                     and "MEC-PC-01.pc_0_5um" in str(pilot.app.screen.query_one(Trend).border_title)
+                     and _settled(pilot.app), "the chart of the highlighted point")
+        await pilot.wait_for_scheduled_animations()
     assert snap_compare(app_factory(), terminal_size=(120, 40), run_before=before)

@@ -24,7 +24,10 @@ from facility.domain.vocab import parse_duration
 from facility.service.socket import ActionRefused, ServiceNotRunning, request
 
 TITLES = {"ack": "Acknowledge", "reset": "Reset", "shelve": "Shelve", "unshelve": "Unshelve",
-          "comment": "Comment on", "mode": "Change mode of"}
+          "suppress": "Suppress", "comment": "Comment on", "mode": "Change mode of"}
+TIMED = ("shelve", "suppress")
+"""Actions that always take a duration (docs/ARCHITECTURE.md "Critical alarms": every hide
+has an end)."""
 
 
 @dataclass
@@ -76,7 +79,7 @@ class ActionModal(ModalScreen[ActionOutcome | None]):
             yield Label(f"[b]{TITLES.get(self.action, self.action)}[/b] {self.subject}",
                         id="action-title")
             yield Label(f"You are: {who}", id="action-who")
-            if self.action == "shelve":
+            if self.action in TIMED:
                 yield Input(placeholder="for how long, e.g. 30m or 2h", id="duration")
             if self.action == "mode":
                 other = [m for m in MODES if m != self.current_mode] or list(MODES)
@@ -89,7 +92,7 @@ class ActionModal(ModalScreen[ActionOutcome | None]):
                 yield Button("Cancel", id="cancel")
 
     def on_mount(self) -> None:
-        first = "#duration" if self.action == "shelve" else "#reason"
+        first = "#duration" if self.action in TIMED else "#reason"
         self.query_one(first, Input).focus()
 
     def _result(self, text: str, ok: bool | None) -> None:
@@ -108,7 +111,7 @@ class ActionModal(ModalScreen[ActionOutcome | None]):
             return {"action": "mode", "zone": self.zone, "mode": mode, "reason": reason}
         p = {"action": self.action, "alarm": self.alarm["id"],
              "occurrence": self.alarm.get("occurrence"), "reason": reason}
-        if self.action == "shelve":
+        if self.action in TIMED:
             p["duration_s"] = parse_duration(self.query_one("#duration", Input).value)
         return p
 

@@ -8,7 +8,7 @@ from textual.widgets import Static
 
 from tui.data import Snapshot
 from tui.screens.base import DataScreen
-from tui.views import ALARM_COLUMNS, HISTORY_COLUMNS, alarm_rows, history_rows
+from tui.views.alarms import ALARM_COLUMNS, HISTORY_COLUMNS, alarm_rows, history_rows
 from tui.widgets.live_table import LiveTable
 
 

@@ -12,7 +12,8 @@ from textual.widgets import Footer
 
 from tui.data import Snapshot
 from tui.fmt import local_time
-from tui.views import banner_text, site_tz
+from tui.views.banner import banner_text
+from tui.views.common import site_tz
 from tui.widgets.banner import StaleBanner
 from tui.widgets.topbar import TopBar
 
@@ -21,6 +22,7 @@ class DataScreen(Screen):
     """A screen fed with snapshots; subclasses compose ``body()`` and draw in ``show_body``."""
 
     MODE = ""
+    drawn: Snapshot | None = None  # the snapshot now on screen (what tests wait for)
 
     def compose(self) -> ComposeResult:
         yield TopBar(self.MODE, id="topbar")
@@ -47,6 +49,7 @@ class DataScreen(Screen):
         bar.unack = sum(1 for a in snap.alarms if a.get("state") == "UNACK")
         self.query_one(StaleBanner).message = banner_text(snap, app.refresh_s, tz)
         self.show_body(snap)
+        self.drawn = snap
 
     def show_body(self, snap: Snapshot) -> None:  # pragma: no cover - overridden
         """Draw the screen's own widgets."""

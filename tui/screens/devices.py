@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 
 from tui.data import Snapshot
 from tui.screens.base import DataScreen
-from tui.views import DEVICE_COLUMNS, device_rows
+from tui.views.devices import DEVICE_COLUMNS, device_rows
 from tui.widgets.live_table import LiveTable
 
 

@@ -6,8 +6,8 @@ from textual.app import ComposeResult
 from textual.widgets import Static
 
 from tui.data import Snapshot
-from tui.hazmat_view import GAS_COLUMNS, STOCK_COLUMNS, gas_rows, stock_rows
 from tui.screens.base import DataScreen
+from tui.views.hazmat import GAS_COLUMNS, STOCK_COLUMNS, gas_rows, stock_rows
 from tui.widgets.live_table import LiveTable
 
 

@@ -9,7 +9,8 @@ from textual.widgets import Static
 from tui.data import Snapshot
 from tui.fmt import local_time
 from tui.screens.base import DataScreen
-from tui.views import overview_rows, site_tz, zone_keys, zone_mode
+from tui.views.common import site_tz, zone_mode
+from tui.views.zones import overview_rows, zone_keys
 from tui.widgets.zone_table import ZoneTable
 
 

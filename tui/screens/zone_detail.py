@@ -11,7 +11,7 @@ from tui.data import Snapshot
 from tui.fmt import LEVEL_STYLE, QUALITY_LABEL, fmt_value
 from tui.limits import classify, short_limits
 from tui.screens.base import DataScreen
-from tui.views import point_zone_map, site_tz, zone_class, zone_mode
+from tui.views.common import point_zone_map, site_tz, zone_class, zone_mode
 from tui.widgets.live_table import LiveTable
 from tui.widgets.trend import Trend, sparkline
 

@@ -41,6 +41,27 @@ class LiveTable(DataTable):
             return None
         return self._keys[self.cursor_row]
 
+    def _update_dimensions(self, new_rows) -> None:
+        """DataTable measures new rows when idle, but lines it drew before at the old column
+        widths stay in its render caches (keyed on an update count the measurement leaves
+        alone): the overview then kept its zone names cut to the header's width. Bumping
+        the count after each measurement redraws them at the measured widths."""
+        super()._update_dimensions(new_rows)
+        self._update_count += 1
+        self.refresh()
+
+    @property
+    def measured(self) -> bool:
+        """Whether the column widths account for every row added and cell changed.
+
+        A DataTable measures new rows when its message queue runs empty, so on a busy
+        machine rows can be drawn for a while at the widths from before; tests that compare
+        pictures wait for this. (Reads DataTable's pending-work fields: an upgrade of Textual
+        that renames them fails here loudly rather than making the wait pass.)
+        """
+        return not self._require_update_dimensions and not self._new_rows \
+            and not self._updated_cells
+
     def select_key(self, key: str) -> None:
         """Move the cursor to a row by key (no-op when absent)."""
         if key in self._keys:

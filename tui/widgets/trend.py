@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from rich.text import Text
+from textual.geometry import Size
 from textual.widgets import Static
 
 from tui.fmt import fmt_value, short_time
@@ -99,6 +100,11 @@ class Trend(Static):
         super().__init__("", **kwargs)
         self._args: tuple | None = None
         self._last: tuple | None = None
+
+    @property
+    def drawn_size(self) -> Size | None:
+        """The content size the chart was last drawn for (None before the first draw)."""
+        return None if self._args is None else self._args[3]
 
     def show(self, buckets: list[dict], limits: dict[str, Limit], tz: str, title: str,
              end_ms: int | None = None) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tui.views import OVERVIEW_COLUMNS
+from tui.views.zones import OVERVIEW_COLUMNS
 from tui.widgets.live_table import LiveTable
 
 
