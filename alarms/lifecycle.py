@@ -13,6 +13,12 @@ documented refinements (not a second table):
   alarm would show had it never been hidden (raise/clear/ack bookkeeping continues while it
   is hidden). Precedence of the hidden layers: OOSRV > SHLVD > DSUPR.
 
+Hiding is bounded (docs/ARCHITECTURE.md "Critical alarms"): a shelve, an operator
+suppression and an out-of-service of a critical alarm each carry an end time, and the
+``*_expired`` events bring the alarm back. A critical alarm is never suppressed, and hiding
+never pages ``resolve``: the channels get an ``update`` naming who, why and until when, and
+the incident is resolved only when the occurrence itself reaches NORM.
+
 Nothing here does I/O or reads a clock: callers pass ``now_ms`` and get back the new
 state and a list of ``Effect`` telling them what to page and audit.
 """
@@ -20,10 +26,12 @@ state and a list of ``Effect`` telling them what to page and audit.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field, replace
 from typing import Callable, Final, Literal
 
 from facility.config.schema import AlarmsCfg, Operator
+from facility.domain.model import iso_ms
 from facility.domain.vocab import has_role
 
 
@@ -51,8 +59,10 @@ class Event(enum.Enum):
     SHELVE_EXPIRED = "shelve_expired"
     SUPPRESS = "suppress"
     UNSUPPRESS = "unsuppress"
+    SUPPRESS_EXPIRED = "suppress_expired"  # an operator suppression reached its end time
     OOS = "oos"
     RETURN = "return"  # back in service
+    OOS_EXPIRED = "oos_expired"  # an out-of-service with an end time reached it
 
 
 TRUE_STATE: Final = "TRUE_STATE"
@@ -93,12 +103,14 @@ TRANSITIONS: dict[tuple[State, Event], Target] = {
     (_S, _E.SHELVE_EXPIRED): TRUE_STATE,
     (_S, _E.SUPPRESS): _S,
     (_S, _E.UNSUPPRESS): _S,
+    (_S, _E.SUPPRESS_EXPIRED): _S,
     (_S, _E.OOS): _O,
     # suppressed
     (_D, _E.RAISE): _D,
     (_D, _E.CLEAR): _D,
     (_D, _E.SUPPRESS): _D,  # a second reason (e.g. mode while by design)
     (_D, _E.UNSUPPRESS): TRUE_STATE,  # stays DSUPR while another reason remains
+    (_D, _E.SUPPRESS_EXPIRED): TRUE_STATE,
     (_D, _E.OOS): _O,
     # out of service
     (_O, _E.RAISE): _O,
@@ -106,7 +118,9 @@ TRANSITIONS: dict[tuple[State, Event], Target] = {
     (_O, _E.SHELVE_EXPIRED): _O,
     (_O, _E.SUPPRESS): _O,
     (_O, _E.UNSUPPRESS): _O,
+    (_O, _E.SUPPRESS_EXPIRED): _O,
     (_O, _E.RETURN): TRUE_STATE,
+    (_O, _E.OOS_EXPIRED): TRUE_STATE,
 }
 
 HIDDEN: Final = frozenset({State.SHLVD, State.DSUPR, State.OOSRV})
@@ -134,7 +148,9 @@ class AlarmState:
     shelved_until_ms: int | None = None
     shelved_by: str | None = None
     suppressed_by: frozenset[str] = field(default_factory=frozenset)
+    suppressed_until_ms: int | None = None  # end of the operator suppression
     oos: bool = False
+    oos_until_ms: int | None = None  # end of the out-of-service (None: until `return`)
     onset_ms: int | None = None  # onset of the current occurrence (from the engine)
     returned_ms: int | None = None  # when the current occurrence's condition returned
     changed_ms: int | None = None
@@ -160,9 +176,10 @@ class Effect:
     """Something the caller must do after a transition.
 
     ``kind`` is one of ``trigger`` (page a new UNACK occurrence), ``acknowledge``,
-    ``resolve`` (the occurrence reached NORM or was hidden), ``update`` (returned to normal
-    while unacknowledged: "returned at T, not acknowledged") or ``audit`` (an operator
-    action: who, when, why).
+    ``resolve`` (the occurrence reached NORM), ``update`` (returned to normal while
+    unacknowledged: "returned at T, not acknowledged"; or hidden: ``hidden`` is then the
+    word for how, ``text`` says who, why and until when, and ``until_ms`` is the end time,
+    None when it has none) or ``audit`` (an operator action: who, when, why).
     """
 
     kind: str
@@ -174,6 +191,8 @@ class Effect:
     text: str = ""
     actor: str | None = None
     reason: str | None = None
+    hidden: str | None = None  # "shelved" | "suppressed" | "out of service" (an update)
+    until_ms: int | None = None
 
 
 def true_state(a: AlarmState) -> State:
@@ -226,8 +245,9 @@ def step(
 
     ``actor`` is the operator for operator actions (ack, reset, shelve, unshelve,
     suppress/unsuppress by "operator", oos, return); ``duration_s`` is mandatory for
-    shelve; ``by`` names the suppression source ("mode", "design", "operator"); ``onset_ms``
-    is the rule's onset for raise/clear; ``cfg`` supplies the shelve maxima;
+    shelve, for an operator suppress and for oos of a critical alarm (optional for other
+    oos); ``by`` names the suppression source ("mode", "design", "operator"); ``onset_ms``
+    is the rule's onset for raise/clear; ``cfg`` supplies the maxima on hiding;
     ``occurrence`` is the occurrence an operator request names (DESIGN.md: a request for a
     superseded occurrence is refused, and the caller audits the refusal).
 
@@ -279,17 +299,53 @@ def _guard_source(by: str) -> str | None:
 
 
 def _guard_suppress(a: AlarmState, ask: _Ask) -> str | None:
-    """Critical alarms are never mode-suppressed and only by a shelve_critical operator
-    (DESIGN.md's critical list); each source suppresses once."""
+    """A critical alarm is never suppressed, by a mode, by design or by anyone
+    (docs/ARCHITECTURE.md "Critical alarms"); an operator suppression needs a duration of
+    at most ``max_suppress_s``; each source suppresses once."""
     why = _guard_source(ask.by)
     if why:
         return why
     if a.critical and ask.by == "mode":
         return "a critical alarm is never suppressed by a mode"
-    if a.critical and ask.by == "operator" and not _has(ask.actor, "shelve_critical"):
-        return "suppressing a critical alarm needs role shelve_critical"
+    if a.critical:
+        return ("a critical alarm cannot be suppressed; shelve it instead (role shelve_critical,"
+                " at most max_shelve_critical_s)")
     if ask.by in a.suppressed_by:
         return f"already suppressed by {ask.by}"
+    if ask.by == "operator":
+        return _check_duration("a suppression", ask.duration_s, "max_suppress_s",
+                               ask.cfg.max_suppress_s)
+    return None
+
+
+def _guard_suppress_expired(a: AlarmState, ask: _Ask) -> str | None:
+    if "operator" not in a.suppressed_by or a.suppressed_until_ms is None:
+        return "no operator suppression with an end time"
+    if ask.now_ms < a.suppressed_until_ms:
+        return f"suppressed until {iso_ms(a.suppressed_until_ms)}"
+    return None
+
+
+def _guard_oos(a: AlarmState, ask: _Ask) -> str | None:
+    """Out of service hides every alarm of a device; for a critical one that needs role
+    shelve_critical and an end time within ``max_oos_critical_s`` (docs/ARCHITECTURE.md
+    "Critical alarms"). Without a duration a non-critical alarm stays out until ``return``."""
+    if a.critical:
+        if not _has(ask.actor, "shelve_critical"):
+            who = ask.actor.login if ask.actor else "nobody"
+            return f"{who} lacks role shelve_critical needed to take a critical alarm out of service"
+        return _check_duration("out of service of a critical alarm", ask.duration_s,
+                               "max_oos_critical_s", ask.cfg.max_oos_critical_s)
+    if ask.duration_s is not None:
+        return _check_duration("out of service", ask.duration_s, None, None)
+    return None
+
+
+def _guard_oos_expired(a: AlarmState, ask: _Ask) -> str | None:
+    if a.oos_until_ms is None:
+        return "out of service without an end time"
+    if ask.now_ms < a.oos_until_ms:
+        return f"out of service until {iso_ms(a.oos_until_ms)}"
     return None
 
 
@@ -308,6 +364,9 @@ _GUARDS: dict[Event, Callable[[AlarmState, _Ask], str | None]] = {
     Event.SHELVE: _guard_shelve,
     Event.SUPPRESS: _guard_suppress,
     Event.UNSUPPRESS: _guard_unsuppress,
+    Event.SUPPRESS_EXPIRED: _guard_suppress_expired,
+    Event.OOS: _guard_oos,
+    Event.OOS_EXPIRED: _guard_oos_expired,
 }
 
 
@@ -363,9 +422,26 @@ def _book_clear(a: AlarmState, ask: _Ask) -> AlarmState:
     return replace(a, active=False, latched=a.latching, returned_ms=ask.onset_ms or ask.now_ms)
 
 
+def _until(ask: _Ask) -> int | None:
+    """The end time of a hide that lasts ``duration_s`` from now (None: no end time)."""
+    if ask.duration_s is None:
+        return None
+    return ask.now_ms + int(round(float(ask.duration_s) * 1000))
+
+
 def _book_shelve(a: AlarmState, ask: _Ask) -> AlarmState:
-    until = ask.now_ms + int(round(float(ask.duration_s or 0) * 1000))
-    return replace(a, shelved_until_ms=until, shelved_by=ask.actor.login if ask.actor else None)
+    return replace(a, shelved_until_ms=_until(ask),
+                   shelved_by=ask.actor.login if ask.actor else None)
+
+
+def _book_suppress(a: AlarmState, ask: _Ask) -> AlarmState:
+    a = replace(a, suppressed_by=a.suppressed_by | {ask.by})
+    return replace(a, suppressed_until_ms=_until(ask)) if ask.by == "operator" else a
+
+
+def _book_unsuppress(a: AlarmState, ask: _Ask) -> AlarmState:
+    a = replace(a, suppressed_by=a.suppressed_by - {ask.by})
+    return replace(a, suppressed_until_ms=None) if ask.by == "operator" else a
 
 
 _BOOKKEEPING: dict[Event, Callable[[AlarmState, _Ask], AlarmState]] = {
@@ -376,10 +452,13 @@ _BOOKKEEPING: dict[Event, Callable[[AlarmState, _Ask], AlarmState]] = {
     Event.SHELVE: _book_shelve,
     Event.UNSHELVE: lambda a, ask: replace(a, shelved_until_ms=None, shelved_by=None),
     Event.SHELVE_EXPIRED: lambda a, ask: replace(a, shelved_until_ms=None, shelved_by=None),
-    Event.SUPPRESS: lambda a, ask: replace(a, suppressed_by=a.suppressed_by | {ask.by}),
-    Event.UNSUPPRESS: lambda a, ask: replace(a, suppressed_by=a.suppressed_by - {ask.by}),
-    Event.OOS: lambda a, ask: replace(a, oos=True),
-    Event.RETURN: lambda a, ask: replace(a, oos=False),
+    Event.SUPPRESS: _book_suppress,
+    Event.UNSUPPRESS: _book_unsuppress,
+    Event.SUPPRESS_EXPIRED: lambda a, ask: replace(
+        a, suppressed_by=a.suppressed_by - {"operator"}, suppressed_until_ms=None),
+    Event.OOS: lambda a, ask: replace(a, oos=True, oos_until_ms=_until(ask)),
+    Event.RETURN: lambda a, ask: replace(a, oos=False, oos_until_ms=None),
+    Event.OOS_EXPIRED: lambda a, ask: replace(a, oos=False, oos_until_ms=None),
 }
 """Every event's bookkeeping (raise/clear/ack continue while hidden: see ``true_state``)."""
 
@@ -388,10 +467,22 @@ def _has(actor: Operator | None, role: str) -> bool:
     return actor is not None and has_role(actor.roles, role)
 
 
+def _check_duration(what: str, duration_s: float | None, key: str | None,
+                    max_s: float | None) -> str | None:
+    """Why ``duration_s`` is no good for ``what`` (at most ``key`` = ``max_s``), or None;
+    NaN and infinity are refused too (a comparison with NaN is always false)."""
+    if duration_s is None or not math.isfinite(duration_s) or duration_s <= 0:
+        bound = f", at most {key}={max_s:g} s" if key is not None and max_s is not None else ""
+        return f"{what} needs a duration > 0 (e.g. --for 30m{bound})"
+    if key is not None and max_s is not None and duration_s > max_s:
+        return f"duration {duration_s:g} s exceeds {key}={max_s:g}"
+    return None
+
+
 def _check_shelve(
     a: AlarmState, actor: Operator | None, duration_s: float | None, cfg: AlarmsCfg
 ) -> str | None:
-    if duration_s is None or duration_s <= 0:
+    if duration_s is None or not math.isfinite(duration_s) or duration_s <= 0:
         return "a shelve needs a duration > 0 (e.g. --for 30m)"
     if a.critical:
         if not _has(actor, "shelve_critical"):
@@ -408,19 +499,48 @@ def _check_shelve(
 _OPERATOR_EVENTS = frozenset(
     {Event.ACK, Event.RESET, Event.SHELVE, Event.UNSHELVE, Event.OOS, Event.RETURN}
 )
+_HIDE_EVENTS = {Event.SHELVE: "shelved", Event.SUPPRESS: "suppressed",
+                Event.OOS: "out of service"}
+"""The events that hide an alarm, and the word a page uses for each."""
 _HIDE_WORD = {State.SHLVD: "shelved", State.DSUPR: "suppressed", State.OOSRV: "out of service"}
+_BY_DESIGN = {"mode": "suppressed by mode (until the zone's mode changes)",
+              "design": "suppressed by design (while a related alarm stands for it)"}
+
+
+def _hide_text(event: Event, new: AlarmState, actor: Operator | None, reason: str | None,
+               by: str) -> tuple[str, int | None]:
+    """What an update says about a hide: who, why and until when; and the end time."""
+    if event is Event.SUPPRESS and by != "operator":
+        return _BY_DESIGN.get(by, f"suppressed by {by}"), None
+    until = {Event.SHELVE: new.shelved_until_ms, Event.SUPPRESS: new.suppressed_until_ms,
+             Event.OOS: new.oos_until_ms}[event]
+    when = (f" until {iso_ms(until)}" if until is not None
+            else " until returned to service" if event is Event.OOS else "")
+    who = actor.login if actor else "nobody"
+    return f"{_HIDE_EVENTS[event]} by {who}{when}" + (f": {reason}" if reason else ""), until
 
 
 def _effects(
     old: AlarmState, new: AlarmState, event: Event, now_ms: int,
     actor: Operator | None, reason: str | None, by: str,
 ) -> list[Effect]:
+    """The pages and audit of one transition.
+
+    Hiding (shelve, suppress, out of service) never resolves: the incident stays open with
+    an ``update`` (who, why, until when) while the occurrence is still to be handled, and is
+    resolved when the occurrence reaches NORM, hidden or not (docs/ARCHITECTURE.md
+    "Critical alarms"). Showing again pages what the true state calls for: UNACK
+    re-triggers the same incident, RTNUN updates it, NORM resolves it unless that was
+    done while it was hidden.
+    """
     out: list[Effect] = []
 
-    def eff(kind: str, src: AlarmState, text: str = "") -> None:
+    def eff(kind: str, src: AlarmState, text: str = "", hidden: str | None = None,
+            until_ms: int | None = None) -> None:
         out.append(Effect(kind, src.id, src.occurrence, src.priority, src.critical, now_ms,
-                          text, actor.login if actor else None, reason))
+                          text, actor.login if actor else None, reason, hidden, until_ms))
 
+    before, after = _visible(old), _visible(new)  # the states under any hidden layer
     if new.occurrence != old.occurrence and old.occurrence and old.state is State.ACKED:
         eff("resolve", old, "superseded by a new occurrence")
     if new.state is State.UNACK and (
@@ -432,12 +552,18 @@ def _effects(
     elif new.state is State.ACKED and old.state is not State.ACKED:
         if old.state in (State.UNACK, State.RTNUN):
             eff("acknowledge", new)
-    elif new.state is State.RTNUN and old.state is State.UNACK:
+    elif new.state is State.RTNUN and (old.state is State.UNACK or old.state in HIDDEN):
         eff("update", new, "returned to normal, not acknowledged")
     elif new.state is State.NORM and old.state is not State.NORM:
-        eff("resolve", new)
-    elif new.state in HIDDEN and old.state in (State.UNACK, State.ACKED, State.RTNUN):
-        eff("resolve", new, _HIDE_WORD[new.state])
+        if old.state not in HIDDEN or before is not State.NORM:
+            eff("resolve", new)
+    elif new.state in HIDDEN and before is not State.NORM and after is State.NORM:
+        eff("resolve", new, f"returned to normal while {_HIDE_WORD[new.state]}")
+    elif event in _HIDE_EVENTS and after is not State.NORM and (
+        new.state is not old.state or by == "operator"
+    ):
+        text, until = _hide_text(event, new, actor, reason, by)
+        eff("update", new, text, hidden=_HIDE_EVENTS[event], until_ms=until)
     if event in _OPERATOR_EVENTS or (
         event in (Event.SUPPRESS, Event.UNSUPPRESS) and by == "operator"
     ):

@@ -29,7 +29,11 @@ ROLES: tuple[str, ...] = ("viewer", "technician", "engineer", "shelve_critical",
 """Operator roles granted per login in ``[[operators]]``."""
 
 ADMIN = "admin"
-"""The role that passes every role check (today's rule; see :func:`has_role`)."""
+"""The installation's administrators. Like every role it is an explicit set of one: it grants
+what needs ``admin`` and nothing else, so an administrator acknowledges, suppresses or books
+dangerous goods only with ``technician``, ``engineer`` or ``hazmat`` listed too, and never
+shelves a critical alarm without ``shelve_critical`` (docs/ARCHITECTURE.md "Critical alarms":
+"Roles are explicit sets")."""
 
 LIMIT_NAMES: tuple[str, ...] = ("action_high", "alert_high", "alert_low", "action_low")
 """The four limits of a point, in the tie order of docs/ARCHITECTURE.md "Limit rules"."""
@@ -55,9 +59,12 @@ def priority_rank(priority: str | None) -> int:
 
 
 def has_role(roles: Iterable[str], role: str) -> bool:
-    """Whether a login with ``roles`` may do what needs ``role`` (``admin`` passes all)."""
-    roles = tuple(roles)
-    return role in roles or ADMIN in roles
+    """Whether a login with ``roles`` may do what needs ``role``: only if it is listed.
+
+    No role implies another, ``admin`` included: whoever may hide a critical alarm is named
+    as such in ``[[operators]]``, never inferred from a broader title.
+    """
+    return role in tuple(roles)
 
 
 class DurationError(UsageError, ValueError):

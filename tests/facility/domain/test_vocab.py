@@ -56,9 +56,14 @@ def test_priorities_in_order_and_unknown_last():
         "critical", "medium", "low", "bogus"]
 
 
-def test_admin_passes_every_role_check_and_nothing_else_does():
-    assert has_role(("admin",), "shelve_critical") and has_role(["hazmat"], "hazmat")
+def test_roles_are_explicit_sets_and_admin_implies_none_of_the_others():
+    assert has_role(["hazmat"], "hazmat") and has_role(("admin",), "admin")
     assert not has_role(("technician",), "engineer") and not has_role((), "viewer")
+    for role in ROLES:
+        assert has_role((role,), role)
+        if role != vocab.ADMIN:
+            assert not has_role((vocab.ADMIN,), role), role
+    assert not has_role(("admin", "technician", "engineer", "hazmat"), "shelve_critical")
     assert vocab.ADMIN in ROLES
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from alarms.lifecycle import Event, Refused, State
 from alarms.outbox import apply_migrations as outbox_migrations
+from alarms.page_text import compose_summary
 from alarms.paging import Pager
 from facility.catalogue import build_catalogue
 from facility.config import parse_config
@@ -95,7 +96,9 @@ def test_raise_queues_the_alarm_row_the_event_and_a_trigger_but_no_audit(book):
     ((effect, ctx, backfill),) = book.pending.effects
     assert (effect.kind, effect.alarm_id, effect.occurrence) == ("trigger", TEMP, 1)
     assert ctx.device == "T-1" and ctx.zone == "Z1" and not backfill
-    assert ctx.summary.startswith(f"{TEMP} value 26.5 (limit 25,")
+    assert (ctx.value, ctx.limit, ctx.limit_name, ctx.state) == (26.5, 25.0, "action_high",
+                                                                  "UNACK")
+    assert ctx.onset_ms == NOW - 1_000 and ctx.timezone == "Asia/Hong_Kong" and ctx.source
 
 
 def test_ack_records_who_why_and_when_and_audits_it(book):
@@ -140,7 +143,7 @@ def test_shelve_hides_the_alarm_until_its_expiry_and_audits_the_duration(book):
     assert book.pending.alarms[TEMP]["shelved_until_ms"] == NOW + 600_000
     (audit,) = book.pending.audit
     assert audit["action"] == "shelve" and audit["details"]["duration_s"] == 600.0
-    assert [e.kind for e, _c, _b in book.pending.effects] == ["resolve"]
+    assert [e.kind for e, _c, _b in book.pending.effects] == ["update"]  # never a resolve
     st = book.apply(TEMP, Event.SHELVE_EXPIRED, now_ms=NOW + 600_000, by="timer")
     assert st.state is State.UNACK and st.shelved_until_ms is None  # its true state again
 
@@ -248,8 +251,10 @@ def test_page_batch_writes_live_and_backfill_pages_into_the_outbox(cfg, book, tm
 
 
 def test_a_page_summary_is_cut_to_what_the_pager_accepts(book):
-    ctx = book.context(TEMP, value=1.0)
-    assert len(ctx.summary) < PAGE_SUMMARY_MAX
+    def summary(aid):
+        return compose_summary(book.context(aid, value=1.0), alarm_id=aid, priority="high")
+
+    assert len(summary(TEMP)) < PAGE_SUMMARY_MAX
     long_id = TEMP + "x" * 2000
     book.metas[long_id] = book.metas[TEMP]
-    assert len(book.context(long_id).summary) == PAGE_SUMMARY_MAX
+    assert len(summary(long_id)) == PAGE_SUMMARY_MAX
