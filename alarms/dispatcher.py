@@ -16,6 +16,7 @@ import logging
 import os
 import random
 import sqlite3
+import threading
 from collections.abc import Callable, Mapping
 
 from alarms import outbox
@@ -48,6 +49,9 @@ class Dispatcher:
         self._stop = False
         self._conn: sqlite3.Connection | None = None
         self._db_lock = asyncio.Lock()
+        # Held by the worker thread for each query and by close(): a cancelled task does not
+        # stop its thread, and closing SQLite under a running statement crashes the process.
+        self._thread_lock = threading.Lock()
         self._logged_failing: set[tuple[str, str]] = set()
 
     def _db(self) -> sqlite3.Connection:
@@ -59,7 +63,11 @@ class Dispatcher:
 
     async def _in_db(self, fn, *args):
         async with self._db_lock:
-            return await asyncio.to_thread(fn, self._db(), *args)
+            return await asyncio.to_thread(self._locked, fn, *args)
+
+    def _locked(self, fn, *args):
+        with self._thread_lock:
+            return fn(self._db(), *args)
 
     def wake(self) -> None:
         """Look at the outbox now (call after committing new pages)."""
@@ -71,10 +79,11 @@ class Dispatcher:
         self._wake.set()
 
     def close(self) -> None:
-        """Close the database connection."""
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        """Close the database connection (after a query still running in its thread)."""
+        with self._thread_lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
     async def run_once(self) -> int:
         """Attempt every due head row once; returns the number of attempts made."""

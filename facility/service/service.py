@@ -406,12 +406,11 @@ class Service:
         sending = [t for t in self._tasks if t.get_name() == "dispatcher"]
         if sending:
             await asyncio.wait(sending, timeout=DISPATCHER_STOP_S)
-        finished = all(t.done() for t in sending)
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.dispatcher is not None and finished:
-            self.dispatcher.close()
+        if self.dispatcher is not None:
+            self.dispatcher.close()  # waits for a query still running in its thread
         if self.store is not None:
             await self._in_writer(self.store.close)
         self._writer.shutdown(wait=True)

@@ -17,6 +17,7 @@ from collections import Counter
 from facility.domain.model import now_ms
 from facility.store import Store
 from tests.fixtures.service import wait_for
+from tests.fixtures.wait import hold
 
 GD, DP = "GD-1:comm", "DP-1:comm"
 RECONNECT_S = 90.0  # reconnect backoff (up to 30 s) plus the 5 s clear, on a loaded machine
@@ -52,7 +53,7 @@ def test_a_3s_simulator_outage_pages_nothing_and_leaves_a_comm_record(start_serv
         run.call(lambda d=dev: run.loop.create_task(run.sim.refuse(d)))
     assert wait_for(lambda: run.call(
         lambda: run.svc.poller.devices()["GD-1"].health.comm_ok) == 0), "the outage was not seen"
-    time.sleep(3.0)  # the outage itself: 3 s of no simulator
+    hold(3.0)  # the outage itself: 3 s of no simulator
     for dev in ("GD-1", "DP-1"):
         run.call(lambda d=dev: run.loop.create_task(run.sim.accept(d)))
     back = now_ms()
@@ -81,7 +82,7 @@ def test_a_30s_outage_of_one_gas_detector_pages_once_per_alarm(start_service, re
     assert wait_for(lambda: run.state(GD).active), "GD-1 lost for 30 s raised no comm alarm"
     assert run.state(GD).occurrence == occ + 1
     assert wait_for(lambda: _triggers(receiver)[GD] > paged[GD]), receiver.pages
-    time.sleep(max(0.0, 30.0 - (time.monotonic() - t0)))  # the rest of the 30 s outage
+    hold(max(0.0, 30.0 - (time.monotonic() - t0)))  # the rest of the 30 s outage
     run.call(lambda: run.loop.create_task(run.sim.accept("GD-1")))
     assert wait_for(lambda: not run.state(GD).active, RECONNECT_S), "GD-1:comm did not clear"
     c = run.cycles()  # the clear's own cycle and a few more, so a re-raise would show
