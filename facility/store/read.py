@@ -252,6 +252,30 @@ class StoreReaders:
         sql = "SELECT * FROM events" + (" WHERE " + " AND ".join(where) if where else "")
         return _json_cols(_rows(self.conn.execute(sql + " ORDER BY id", args)), "details")
 
+    def events_detected(self, from_ms: int, to_ms: int, lookback_ms: int) -> list[dict]:
+        """Events *detected* in ``[from_ms, to_ms)`` (``detected_ms``, else ``ts_ms``), by id.
+
+        A raise's ``ts_ms`` is its onset, which precedes detection by the rule's delays (or
+        by a backfill's age); ``lookback_ms`` bounds how much earlier an onset may lie, so
+        the read stays on the ``ts_ms`` index instead of scanning all history.
+        """
+        return _json_cols(_rows(self.conn.execute(
+            "SELECT * FROM events WHERE ts_ms >= ? AND ts_ms < ?"
+            " AND coalesce(detected_ms, ts_ms) >= ? AND coalesce(detected_ms, ts_ms) < ?"
+            " ORDER BY id", (from_ms - lookback_ms, to_ms, from_ms, to_ms))), "details")
+
+    def raised_at(self, at_ms: int) -> list[dict]:
+        """Each alarm whose condition was active at ``at_ms``: its last raise event before then.
+
+        "Last" is the newest raise or clear event detected before ``at_ms``; an alarm whose
+        newest one is a raise had not cleared yet. By event id.
+        """
+        return _json_cols(_rows(self.conn.execute(
+            "SELECT e.* FROM events e JOIN (SELECT max(id) AS id FROM events"
+            " WHERE event IN ('raise', 'clear') AND ts_ms < ? AND coalesce(detected_ms, ts_ms) < ?"
+            " GROUP BY alarm_id) last ON e.id = last.id WHERE e.event = 'raise' ORDER BY e.id",
+            (at_ms, at_ms))), "details")
+
     def recent_events(self, limit: int = 100) -> list[dict]:
         """The newest ``limit`` events, oldest first (the TUI's event history)."""
         rows = _rows(self.conn.execute("SELECT * FROM events ORDER BY id DESC LIMIT ?",

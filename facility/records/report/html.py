@@ -11,6 +11,7 @@ from __future__ import annotations
 from html import escape
 
 from facility.domain.timeparse import local_iso
+from facility.domain.vocab import PRIORITIES
 from facility.records.report.charts import downsample, line_chart
 from facility.records.report.stats import ReportData
 
@@ -148,7 +149,7 @@ def _kpi_value(key: str, fig: dict) -> str:
     if key == "top10_share_pct":
         return f"{v:.1f} %"
     if key == "priority_mix_pct":
-        return " / ".join(f"{v[p]:.0f}" for p in ("critical", "high", "medium", "low")) + " %"
+        return " / ".join(f"{v[p]:.0f}" for p in PRIORITIES) + " %"
     if key == "acknowledged":
         t = " / ".join("n/a" if fig[k] is None else f"{fig[k]:.0f} s"
                        for k in ("median_s", "p90_s", "max_s"))

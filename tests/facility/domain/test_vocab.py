@@ -78,8 +78,8 @@ def test_the_kinds_include_every_limit_and_what_the_shipped_catalogue_raises():
 
 
 def test_everything_that_lists_a_word_list_imports_it():
+    import alarms.flood
     import alarms.lifecycle  # noqa: F401 - its role check is has_role
-    import alarms.paging
     import alarms.rules
     import facility.config.checks as checks
     import facility.domain.model as model
@@ -90,7 +90,7 @@ def test_everything_that_lists_a_word_list_imports_it():
     assert tui.screens.action_modal.MODES is ZONE_MODES
     assert checks.ROLES is ROLES and model.LIMIT_NAMES is LIMIT_NAMES
     assert checks.ISA_PRIORITIES == PRIORITIES[::-1]
-    assert alarms.paging.PRIORITY_ORDER is PRIORITIES and tui.fmt.PRIORITIES is PRIORITIES
+    assert alarms.flood.PRIORITIES is PRIORITIES and tui.fmt.PRIORITIES is PRIORITIES
     assert tui.fmt.parse_duration is parse_duration and tui.fmt.priority_rank is priority_rank
 
 
