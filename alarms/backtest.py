@@ -1,9 +1,9 @@
 """Backtest: evaluate limit rules over recorded samples with the live engine's kernels.
 
-DESIGN.md "The command line": ``facility backtest --json`` reads CSV ``ts,point,value
+docs/ARCHITECTURE.md "The command line": ``facility backtest --json`` reads CSV ``ts,point,value
 [,quality]`` (ts ISO 8601 or Unix seconds; point = configured point id) and prints one
 object per transition, ordered by time, then input row, then action_high, alert_high,
-alert_low, action_low, and last ``"stale"`` (DESIGN.md "Stale": in a backtest a point is
+alert_low, action_low, and last ``"stale"`` (docs/ARCHITECTURE.md "Stale": in a backtest a point is
 found stale at the next input time or at the end of the input). The CLI wrapper and rule
 compilation live elsewhere; this module reads the CSV into arrays and runs one
 ``Engine.feed`` (and one ``StaleTracker.feed``) over them, so a backtest and the live
@@ -122,7 +122,7 @@ def read_samples_csv(path_or_file, point_ids: Iterable[str]) -> SampleArrays:
 def run_backtest(rules_with_keys: Sequence[tuple], arrays: SampleArrays,
                  include_rule: bool = False,
                  stale_after_s: Mapping[str, float] | None = None) -> list[dict]:
-    """Evaluate rules over samples; return DESIGN.md's backtest JSON objects.
+    """Evaluate rules over samples; return docs/ARCHITECTURE.md's backtest JSON objects.
 
     ``rules_with_keys`` holds ``(point_id, limit_name, Rule)`` or ``(point_id,
     limit_name, Rule, key)``; each Rule's ``point`` is replaced by the point's index in
@@ -177,7 +177,7 @@ def stale_transitions(stale_after_s: Mapping[str, float],
                       arrays: SampleArrays) -> list[tuple[float, int, dict]]:
     """Stale raises and clears as ``(ts, row, JSON object)`` in the order found.
 
-    DESIGN.md "Stale": a point is stale from ``last good ts + stale_after_s`` (the onset);
+    docs/ARCHITECTURE.md "Stale": a point is stale from ``last good ts + stale_after_s`` (the onset);
     a backtest finds that at the next input time (``ts`` and ``row`` are that sample's,
     ``value`` null: no value raised it) or at the end of the input (the last input time,
     row after the last), and clears it at the point's next good sample (its value). The

@@ -1,6 +1,6 @@
 """Pressure cascade: a derived difference from two points with a common reference.
 
-DESIGN.md "Pressure cascade": a point measured against a common reference (``"ZONE -
+docs/ARCHITECTURE.md "Pressure cascade": a point measured against a common reference (``"ZONE -
 ambient"``) is combined with another into ``a - b`` at each good sample of either input,
 using the other input's latest good sample if it is no older than ``max_skew_s`` (default
 2 x scan_s); the derived quality is the worse of the two. The pairing itself comes from

@@ -22,7 +22,7 @@ import sqlite3
 from dataclasses import dataclass
 
 CHATTER_RAISES = 3
-"""ISA-18.2 (reference/standards.md §6): 3 or more raises of one alarm ..."""
+"""ISA-18.2 (ISA-18.2 / EEMUA 191): 3 or more raises of one alarm ..."""
 
 CHATTER_WINDOW_MS = 60_000
 """... within 60 s make a chattering alarm."""

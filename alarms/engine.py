@@ -1,7 +1,7 @@
 """The alarm engine: limit rules evaluated over batches of samples by a numba kernel.
 
 One ``Engine.feed`` call per poll cycle (or one for a whole backtest) evaluates every
-rule of DESIGN.md "Limit rules (exact)" over an interleaved batch and returns the
+rule of docs/ARCHITECTURE.md "Limit rules" over an interleaved batch and returns the
 transitions with their onsets. Rules are grouped by point in CSR arrays so that the
 per-feed Python cost does not grow with the number of rules: a 2 000-point live cycle is
 a handful of array checks and one kernel call. State lives in packed arrays between
@@ -29,7 +29,7 @@ TRANSITION_DTYPE = np.dtype(
 
 @dataclass(frozen=True)
 class Rule:
-    """One limit of one point, with DESIGN.md "Limit rules" parameters.
+    """One limit of one point, with docs/ARCHITECTURE.md "Limit rules" parameters.
 
     ``point`` is the integer the caller uses for that point in ``Engine.feed``; ``kind``
     is "high" (beyond = v > L) or "low" (beyond = v < L).
@@ -122,7 +122,7 @@ class Engine:
         self._win_beyond = np.zeros(total, dtype=np.uint8)
         self._state = np.zeros((n, K.N_STATE), dtype=np.float64)
         # Time of each point's previous evaluated sample: duplicates, late samples and
-        # gaps are per point (DESIGN.md "Limit rules"), so it is kept once per point.
+        # gaps are per point (docs/ARCHITECTURE.md "Limit rules"), so it is kept once per point.
         self._plast = np.full(n_points, -np.inf)
         # The kernel's fast path: per point the compliant band [max low L, min high L] and
         # whether all its rules are quiet (inactive, no run, no beyond in the window).
@@ -221,7 +221,7 @@ class Engine:
 
         Rules missing from ``d`` start fresh and keys of removed rules are ignored. A rule
         whose parameters changed keeps its active flag (and the point's last sample time,
-        for duplicate detection) but restarts its runs (DESIGN.md "Limit rules").
+        for duplicate detection) but restarts its runs (docs/ARCHITECTURE.md "Limit rules").
         """
         self.reset()
         for key, entry in d.items():
@@ -270,7 +270,7 @@ def warm_up() -> None:
     """Compile (or load from the cache) every kernel before the scheduler starts.
 
     The service calls this before polling so the first cycle never waits for numba
-    (DESIGN.md "Data flow"); it runs the kernels on tiny inputs with the dtypes the
+    (docs/ARCHITECTURE.md "Data flow"); it runs the kernels on tiny inputs with the dtypes the
     wrappers pass.
     """
     f8 = np.array([0.0, 1.0, 2.0])

@@ -1,6 +1,6 @@
 """Gas exposure: STEL (15 min) and TWA (8 h) as derived points of a gas detector.
 
-DESIGN.md "Gas exposure": at time t the metric is (1/W)·∫ c dτ over [t − W, t]; each
+docs/ARCHITECTURE.md "Gas exposure": at time t the metric is (1/W)·∫ c dτ over [t − W, t]; each
 good sample's value holds until the next good sample, for at most ``max_hold_s``
 (default 2 × scan_s); negative readings count as 0; below 90 % coverage of the window
 the value is bad quality. They are evaluated at each good detector sample. Time not
@@ -15,9 +15,9 @@ import numpy as np
 from alarms import kernels as K
 from alarms.arrays import BOOL, F64, FLOAT, check_1d, check_same_length
 
-STEL_WINDOW_S = 900.0  # 15 min short-term exposure limit (reference/standards.md §3)
-TWA_WINDOW_S = 28_800.0  # 8 h time-weighted average (reference/standards.md §3)
-MIN_COVERAGE = 0.9  # DESIGN.md "Gas exposure": below 90 % coverage the value is bad
+STEL_WINDOW_S = 900.0  # 15 min short-term exposure limit (ACGIH TLV)
+TWA_WINDOW_S = 28_800.0  # 8 h time-weighted average (ACGIH TLV)
+MIN_COVERAGE = 0.9  # docs/ARCHITECTURE.md "Gas exposure": below 90 % coverage the value is bad
 
 
 class ExposureTracker:

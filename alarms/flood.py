@@ -1,4 +1,4 @@
-"""Alarm floods per site (ISA-18.2, reference/standards.md §6: more than 10 alarms in 10 min).
+"""Alarm floods per site (ISA-18.2, ISA-18.2 / EEMUA 191: more than 10 alarms in 10 min).
 
 docs/ARCHITECTURE.md "Paging" ("Flood control"): a site is in flood once more than
 ``flood_max`` new alarms below critical arrived within ``flood_window_s``; the flood ends

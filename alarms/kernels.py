@@ -7,7 +7,7 @@ and ``alarms.cascade`` validate dtypes and shapes before calling them. Each kern
 slow pure-Python twin in ``tests/reference.py`` (or the tests) that it must equal.
 
 Kernels are compiled with ``cache=True`` so the service loads them from disk instead of
-compiling while it polls (DESIGN.md "Data flow"); the cache folder defaults to
+compiling while it polls (docs/ARCHITECTURE.md "Data flow"); the cache folder defaults to
 ``~/.cache/facility-numba`` because the package folder may be read-only when installed.
 """
 
@@ -50,7 +50,7 @@ def _grow(buf, n):
 def _scan_limits(point, ts, value, good, rule_ptr, rule_idx, params, wpar, plast, quiet,
                  band, state, wst, win_ts, win_beyond, start, t_rule, t_sample, t_event,
                  t_onset):
-    """Evaluate DESIGN.md "Limit rules (exact)" over one batch, updating ``state`` in place.
+    """Evaluate docs/ARCHITECTURE.md "Limit rules" over one batch, updating ``state`` in place.
 
     Rules are stored grouped by point (CSR): the rules of point p are rows
     ``rule_ptr[p]:rule_ptr[p + 1]`` of ``params``/``state``/``wpar``/``wst``, and
@@ -197,7 +197,7 @@ def _scan_limits(point, ts, value, good, rule_ptr, rule_idx, params, wpar, plast
 
 @njit(cache=True)
 def _stale_scan(point, ts, good, value, stale_after_s, last_good_ts, stale, clock):
-    """Stale detection over a backtest's input (DESIGN.md "Stale"), updating state in place.
+    """Stale detection over a backtest's input (docs/ARCHITECTURE.md "Stale"), updating state in place.
 
     A point is stale from ``last good ts + stale_after_s``; a backtest has no clock but its
     input, so it finds that out at the next input time. When a sample brings a time later
@@ -315,7 +315,7 @@ def _stale_check(now, stale_after_s, last_good_ts, stale):
 
 @njit(cache=True)
 def _cascade(ts_a, v_a, q_a, ts_b, v_b, q_b, max_skew_s, st):
-    """Derive ``a - b`` from two inputs measured against a common reference (DESIGN.md
+    """Derive ``a - b`` from two inputs measured against a common reference (docs/ARCHITECTURE.md
     "Pressure cascade"), at each time where either input has a good sample.
 
     Inputs are each sorted by time; a duplicate time within one input is ignored (first
@@ -375,7 +375,7 @@ def _cascade(ts_a, v_a, q_a, ts_b, v_b, q_b, max_skew_s, st):
 @njit(cache=True)
 def _exposure(ts, conc, first_out, window_s, max_hold_s):
     """Time-weighted mean over [t - W, t] at each sample from ``first_out`` on
-    (DESIGN.md "Gas exposure").
+    (docs/ARCHITECTURE.md "Gas exposure").
 
     ``ts`` strictly increasing times of good samples, ``conc`` their finite values. Each
     value (negative counts as 0) holds until the next sample, at most ``max_hold_s``;

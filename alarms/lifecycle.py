@@ -1,6 +1,6 @@
 """The ISA-18.2 alarm lifecycle as one pure transition table plus ``step``.
 
-DESIGN.md "Alarm lifecycle (ISA-18.2) and paging" and reference/standards.md §6: the
+docs/ARCHITECTURE.md "Alarm lifecycle" and ISA-18.2 / EEMUA 191: the
 states are NORM, UNACK, ACKED, RTNUN, SHLVD, DSUPR, OOSRV. ``TRANSITIONS`` is the whole
 ``(state, event) -> state`` table for a non-latching alarm; a pair that is absent is
 refused. ``step`` checks an allowed pair with the event's guard (``_GUARDS``) and applies two
@@ -36,7 +36,7 @@ from facility.domain.vocab import has_role
 
 
 class State(enum.Enum):
-    """ISA-18.2 alarm states (reference/standards.md §6)."""
+    """ISA-18.2 alarm states (ISA-18.2 / EEMUA 191)."""
 
     NORM = "NORM"  # normal
     UNACK = "UNACK"  # active, unacknowledged
@@ -144,7 +144,7 @@ class AlarmState:
     latched: bool = False  # a latching alarm that returned and waits for reset
     occurrence: int = 0  # #n, incremented by each raise from (true) NORM
     priority: str = "low"  # low | medium | high | critical
-    critical: bool = False  # DESIGN.md's critical list: never mode-suppressed or folded
+    critical: bool = False  # docs/ARCHITECTURE.md's critical list: never mode-suppressed or folded
     shelved_until_ms: int | None = None
     shelved_by: str | None = None
     suppressed_by: frozenset[str] = field(default_factory=frozenset)
@@ -248,7 +248,7 @@ def step(
     shelve, for an operator suppress and for oos of a critical alarm (optional for other
     oos); ``by`` names the suppression source ("mode", "design", "operator"); ``onset_ms``
     is the rule's onset for raise/clear; ``cfg`` supplies the maxima on hiding;
-    ``occurrence`` is the occurrence an operator request names (DESIGN.md: a request for a
+    ``occurrence`` is the occurrence an operator request names (docs/ARCHITECTURE.md: a request for a
     superseded occurrence is refused, and the caller audits the refusal).
 
     Four steps, each a table or a named function: the occurrence check, the event's
@@ -578,7 +578,7 @@ def mode_suppressed(
     """Whether a rule compiled for ``rule_mode`` is DSUPR by mode right now.
 
     The inactive mode's rules are suppressed; after in_operation -> at_rest the at-rest
-    rules stay suppressed for ``recovery_s`` (Annex 1 clean-up time, DESIGN.md).
+    rules stay suppressed for ``recovery_s`` (Annex 1 clean-up time, docs/ARCHITECTURE.md).
     Critical alarms must not be passed to ``step(SUPPRESS, by="mode")`` (it refuses).
     """
     if rule_mode != zone_mode:

@@ -24,7 +24,7 @@ from facility.domain.display import BOOLEAN_WORDS, format_value, local_time
 
 SUMMARY_MAX = 1024
 """PagerDuty Events API v2 accepts at most 1024 characters of summary
-(reference/standards.md §7); every channel gets the same text."""
+(PagerDuty Events v2 / Alertmanager); every channel gets the same text."""
 
 LIMIT_WORDS = {"action": "action limit", "alert": "alert level"}
 """EU GMP Annex 1's words for the two levels of a limit."""

@@ -128,7 +128,7 @@ class Pager:
 
     def __init__(self, paging: PagingCfg, installation: str, *, flood_group_s: float = 30.0):
         """``flood_group_s``: how long a flood's first summary waits for more folds
-        (Alertmanager's group_wait, reference/standards.md §7)."""
+        (Alertmanager's group_wait, PagerDuty Events v2 / Alertmanager)."""
         self.cfg = paging
         self.installation = installation
         self.flood_group_s = flood_group_s

@@ -3,7 +3,7 @@
 Each ``deliver_*`` function is blocking (urllib, smtplib, subprocess) and is run by the
 dispatcher in a worker thread. They never raise for delivery problems: they return a
 ``Delivery`` saying whether it worked and, if not, whether a retry may help
-(reference/standards.md §7: PagerDuty 202 accepted, 400 do not retry, 429/5xx retry).
+(PagerDuty Events v2 / Alertmanager: PagerDuty 202 accepted, 400 do not retry, 429/5xx retry).
 Secrets (routing key, SMTP login) are read from the environment variables the channel
 names, at send time, so they never reach the database.
 """

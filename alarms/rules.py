@@ -1,6 +1,6 @@
 """Compile the configuration's limits into engine rules, each with its source.
 
-DESIGN.md "Where limits come from": the zone's standard (ISO 14644-1 class and/or EU GMP
+docs/ARCHITECTURE.md "Where limits come from": the zone's standard (ISO 14644-1 class and/or EU GMP
 grade + occupancy, the lower per size and mode winning with both sources recorded), site
 defaults per quantity, and explicit per-point values, each replacing only the limit it
 names. Points are passed in as plain objects (the sensors package expands them; alarms
@@ -18,6 +18,7 @@ from alarms.standards import annex1_limit, iso14644_limit
 from facility.config.checks import check_order, parse_pair
 from facility.config.schema import Config, LimitSpec, Zone
 from facility.domain.model import LIMIT_NAMES, limit_side
+from facility.domain.vocab import PRIORITY_RANK
 from facility.domain.vocab import ZONE_MODES as MODES
 
 
@@ -48,6 +49,10 @@ class RulePoint:
     replaces: bool = False  # a derived definition that replaces a polled point of the same id
     record_volume_l: float | None = None  # particle channels: air volume of one record
     door: bool = False  # cascade points: a door contact between the rooms (door_grace_s)
+    min_priority: str | None = None
+    """The least priority this point's alarms get, whatever ``[alarms.priorities]`` says:
+    the risk sets a floor (a counter fault that leaves an ISO <= 5 room without a valid
+    record is high; a detector's bits disagreeing with its set points is medium)."""
 
 
 # One record of a 1 CFM counter sampling 60 s: 28.3168 L (reference/particle-counter-modbus.md).
@@ -124,7 +129,7 @@ def _zone_limits(cfg: Config, point, zone: Zone | None, mode: str) -> dict[str, 
                     f"alarms.alert_fraction={frac:g} x action limit (site choice, Annex 1 9.9)",
                 )
     if q == "pressure_diff_zone" and zone.min_dp_pa is not None:
-        # Derived cascade point "ZONE - REFERENCE": signed min_dp_pa (DESIGN.md "Pressure cascade").
+        # Derived cascade point "ZONE - REFERENCE": signed min_dp_pa (docs/ARCHITECTURE.md "Pressure cascade").
         name = "action_low" if zone.min_dp_pa > 0 else "action_high"
         delay = zone.door_grace_s if getattr(point, "door", False) else 0.0
         src = (f"zones[{zone.id}].min_dp_pa={zone.min_dp_pa:+g} Pa vs {zone.reference}"
@@ -157,7 +162,7 @@ def _merged(cfg: Config, point, zone: Zone | None, mode: str):
 def _priority(cfg: Config, kind: str, zone: Zone | None, limit_name: str) -> tuple[str, bool]:
     prio = cfg.alarms.priorities.get(kind) or cfg.alarms.priorities.get(limit_name)
     prio = prio or ("high" if limit_name.startswith("action") else "medium")
-    # DESIGN.md: action limits in ISO <= 5 or grade A rooms are critical.
+    # docs/ARCHITECTURE.md: action limits in ISO <= 5 or grade A rooms are critical.
     critical = limit_name.startswith("action") and zone is not None and kind == limit_name and (
         (zone.iso_class is not None and zone.iso_class <= 5) or zone.gmp_grade == "A")
     return ("critical" if critical else prio), critical
@@ -196,6 +201,9 @@ def compile_rules(cfg: Config, points: Iterable) -> tuple[list[CompiledRule], li
                 spec, source = merged[name]
                 kind = getattr(point, "alarm_kind", None) or name
                 prio, critical = _priority(cfg, kind, zone, name)
+                floor = getattr(point, "min_priority", None)
+                if floor and PRIORITY_RANK[floor] < PRIORITY_RANK.get(prio, len(PRIORITY_RANK)):
+                    prio = floor
                 if getattr(point, "critical", False):
                     prio, critical = "critical", True
                 suffix = f"@{mode}" if mode else ""

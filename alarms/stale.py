@@ -27,7 +27,7 @@ def _samples(point, ts, value, good):
 
 
 class StaleTracker:
-    """DESIGN.md "Stale": a point is stale from ``last good ts + stale_after_s``.
+    """docs/ARCHITECTURE.md "Stale": a point is stale from ``last good ts + stale_after_s``.
 
     The live service and a backtest differ only in when they look: the service updates
     the last good times with each cycle's samples (``seen``) and checks every point at the

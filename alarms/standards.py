@@ -1,7 +1,7 @@
-"""Facts from the standards, each traceable to a row of shared/reference/standards.md.
+"""Facts from the standards, each traceable to a row of the standards they cite.
 
 Every limit the system applies must come from here or from an explicit entry in
-``config.toml`` (reference/standards.md, preamble). Values marked *(unconfirmed)* in the
+``config.toml`` (the reference tables say so in their preamble). Values marked *(unconfirmed)* in the
 reference are configurable defaults, never hard-coded law: the gas set points can be
 overridden per detector and the docstrings say which numbers are unconfirmed.
 """
@@ -284,7 +284,7 @@ def default_setpoints(gas_name: str, monitor: str,
         raise ValueError(f"monitor={monitor!r} must be 'room' or 'cabinet'")
     low, high, unit, how = _scheme(g)
     out = {"low": low, "high": high, "unit": unit,
-           "source": f"{how}, {monitor} monitor (reference/standards.md §3)"}
+           "source": f"{how}, {monitor} monitor (ACGIH TLV)"}
     if override:
         unknown = set(override) - {"low", "high"}
         if unknown:

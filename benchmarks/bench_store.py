@@ -5,7 +5,7 @@ allow, with latest, aggregates and the cycle digest, and reports commit time p50
 bytes written per second of data, and bytes per day per 1 000 points extrapolated from the
 partition size. Baselines measured in the same run: the same rows through raw
 ``executemany`` into a plain rowid table (append only, no key), and into a table keyed
-``(point_id, ts_ms)`` (the layout DESIGN.md measured as costly).
+``(point_id, ts_ms)`` (the layout docs/ARCHITECTURE.md measured as costly).
 
 Why the store writes samples with raw ``executemany`` and small tables with sqlite-utils:
 the same cycles' sample rows go, interleaved cycle by cycle, into two partitions of the

@@ -23,7 +23,7 @@ BIT = 0.5  # a 0/1 status point is "beyond" above 0.5 (1 = the condition)
 HAZMAT_KINDS = ("exempt", "segregation", "ledger")  # per-site hazmat findings as points
 
 
-# System health points of the service itself (DESIGN.md "The monitoring watches itself").
+# System health points of the service itself (docs/ARCHITECTURE.md "The monitoring watches itself").
 SYSTEM_DEVICE = "system"
 
 
@@ -51,7 +51,7 @@ def skipped_point(device_ids: list[str]) -> str:
 def system_points(cfg: Config, cycle_s: float) -> list[RulePoint]:
     """Self-monitoring points; their alarms are critical (docs/ARCHITECTURE.md "Critical
     alarms"). Each is a condition over a window or with on/off delays, never a per-cycle
-    delta (ISA-18.2 hysteresis, reference/standards.md §6): the loop-lag value is already
+    delta (ISA-18.2 hysteresis, ISA-18.2 / EEMUA 191): the loop-lag value is already
     the lag sustained over two cycles (``facility.service.health``) and clears after two
     cycles without; skipped runs count one connection's misses over 60 s; disk and clock,
     sampled once a minute, raise on the second consecutive bad reading and clear after three
@@ -91,7 +91,7 @@ def system_points(cfg: Config, cycle_s: float) -> list[RulePoint]:
     return out
 
 
-# Comm hysteresis (ISA-18.2 on/off delay, reference/standards.md §6): a device is lost after
+# Comm hysteresis (ISA-18.2 on/off delay, ISA-18.2 / EEMUA 191): a device is lost after
 # this long without an answer, the larger of 3 scans and 10 s; a toxic-gas detector sooner,
 # since nobody sees the gas while it is blind (docs/ARCHITECTURE.md "Critical alarms").
 COMM_DELAY_MIN_S = 10.0
@@ -218,7 +218,7 @@ class Catalogue:
         return self._points.get(point_id)
 
     def stale_points(self) -> dict[str, float]:
-        """Point id -> ``stale_after_s`` of every point with a stale alarm (DESIGN.md
+        """Point id -> ``stale_after_s`` of every point with a stale alarm (docs/ARCHITECTURE.md
         "Stale"): measured points and derived cascades that have a stale time and a rule
         (status and health points are covered by their device's communication alarm)."""
         return {p.id: float(p.stale_after_s) for p in self.points
@@ -246,7 +246,7 @@ class Catalogue:
 def within_limits(value: float, limits: Mapping[str, float]) -> bool:
     """Whether a value complies with limits given as ``{limit name: L}``.
 
-    DESIGN.md "Limit rules": a high limit is exceeded by ``v > L``, a low one by ``v < L``,
+    docs/ARCHITECTURE.md "Limit rules": a high limit is exceeded by ``v > L``, a low one by ``v < L``,
     so a value exactly at a limit is compliant; this is the engine's ``beyond`` without its
     delays. A value that is not finite complies with nothing (only good samples can).
     """
@@ -301,7 +301,7 @@ def hazmat_points(cfg: Config) -> list[RulePoint]:
             limits={r["limit"]: LimitSpec(limit=r["value"]) for r in rules},
             limit_sources={r["limit"]: r["source"] for r in rules},
             alarm_kind=None, alarm_subject=None))
-    src = "facility hazmat check: {} (reference/standards.md section 4)"
+    src = "facility hazmat check: {} (HK Cap. 295 (FSD))"
     for site in sorted({s.site for s in cfg.hazmat.stores}):
         for kind in HAZMAT_KINDS:
             out.append(RulePoint(

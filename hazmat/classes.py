@@ -1,7 +1,7 @@
 """Dangerous-goods classes as the Hong Kong Fire Services Department uses them.
 
 Since 31 Mar 2022 the Dangerous Goods Ordinance (Cap. 295) with Cap. 295E / 295G uses the
-UN-aligned classes below (reference/standards.md §4). The old "Category 1-10" scheme of
+UN-aligned classes below (HK Cap. 295 (FSD)). The old "Category 1-10" scheme of
 Cap. 295B is repealed: it is kept here only as a label for old paperwork and is never used
 to decide anything.
 """
@@ -92,5 +92,5 @@ def class_matches(licensed: str, cls: str) -> bool:
 
 
 def is_toxic_gas(primary: str, subsidiary: Iterable[str] = ()) -> bool:
-    """Class 2.3 anywhere among the classes: a toxic gas (DESIGN.md "Critical alarms")."""
+    """Class 2.3 anywhere among the classes: a toxic gas (docs/ARCHITECTURE.md "Critical alarms")."""
     return "2.3" in all_classes(primary, subsidiary)

@@ -6,7 +6,7 @@ movement is booked with :func:`book`: by the running service, on its writer thre
 request arrives over the action socket, or by the command itself through the store when no
 service runs. A refused request raises :class:`~hazmat.classes.HazmatError` (one line for
 stderr, exit 2) with nothing written. ``cmd_check`` returns exit code 1 when any *action*
-or *alert* finding exists (DESIGN.md "The command line": 1 = a check found a problem).
+or *alert* finding exists (docs/ARCHITECTURE.md "The command line": 1 = a check found a problem).
 """
 
 from __future__ import annotations

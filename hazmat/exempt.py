@@ -1,6 +1,6 @@
 """Aggregate exempt quantities: how much may be stored without an FSD licence.
 
-Numbers from reference/standards.md §4 (Cap. 295E / 295G, FSD regime since 31 Mar 2022):
+Numbers from HK Cap. 295 (FSD) (Cap. 295E / 295G, FSD regime since 31 Mar 2022):
 
 | group | general / special premises | industrial premises | unit |
 |---|---|---|---|

@@ -1,4 +1,4 @@
-"""Gas detection policy for gas cabinets and gas rooms (DESIGN.md "Not a safety system",
+"""Gas detection policy for gas cabinets and gas rooms (docs/ARCHITECTURE.md "Not a safety system",
 "Gas exposure", "Critical alarms").
 
 Per detector:
@@ -13,7 +13,7 @@ Per detector:
   alert_high = low alarm, action_high = high alarm (``alarms.standards.default_setpoints``:
   TLV-TWA and STEL / 2 x TLV / ceiling for room and cabinet monitors alike, never the IDLH;
   % LEL for a gas with no toxic limit; per-detector ``setpoints`` override).
-* A configured ``setpoints`` value above what reference/standards.md §3 supports
+* A configured ``setpoints`` value above what ACGIH TLV supports
   (``alarms.standards.supported_setpoints``) needs ``setpoints_justification``; without one
   it is a check-config problem.
 * A disagreement between bits and computed set points is a MEDIUM instrument alarm at least
@@ -85,7 +85,7 @@ class DetectorPolicy:
 
     @property
     def critical(self) -> bool:
-        """DESIGN.md: toxic or pyrophoric gas alarms are critical."""
+        """docs/ARCHITECTURE.md: toxic or pyrophoric gas alarms are critical."""
         return self.toxic or self.pyrophoric
 
     @property
@@ -165,7 +165,7 @@ def detector_policies(cfg: Config, points: Iterable | None = None) -> tuple[list
 
 def unsupported_setpoints(dev: Device) -> list[str]:
     """``setpoints.<stage>=<value> ...`` for each configured set point above what
-    reference/standards.md §3 supports, when the detector gives no ``setpoints_justification``.
+    ACGIH TLV supports, when the detector gives no ``setpoints_justification``.
 
     One line each, naming the value, the bound with its clause and the fix.
     """
@@ -181,7 +181,7 @@ def unsupported_setpoints(dev: Device) -> list[str]:
         if value is None or value <= bound[stage] * (1 + 1e-9):
             continue
         out.append(f"setpoints.{stage}={value:g}{unit} is above {bound[stage]:g}{unit}, the most "
-                   f"reference/standards.md §3 supports for {g.name} at a {monitor} monitor "
+                   f"ACGIH TLV supports for {g.name} at a {monitor} monitor "
                    f"({bound['why']}); lower it or add setpoints_justification = \"...\"")
     return out
 
@@ -221,7 +221,7 @@ def gas_points(cfg: Config, points: Iterable | None = None) -> tuple[list[GasPoi
             lims, srcs = {}, {}
             if p.monitor == "room" and limit is not None:
                 lims = {"action_high": LimitSpec(limit=limit)}
-                srcs = {"action_high": f"reference/standards.md §3 {p.gas} {words} {limit:g} ppm"}
+                srcs = {"action_high": f"ACGIH TLV {p.gas} {words} {limit:g} ppm"}
             out.append(GasPoint(id=pid, quantity="gas_exposure", unit="ppm", limits=lims,
                                 limit_sources=srcs, stale_after_s=p.stale_after_s,
                                 alarm_kind="stel" if "STEL" in words else "twa",

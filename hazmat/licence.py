@@ -1,6 +1,6 @@
 """Stock against FSD licences and against exempt quantities.
 
-A licensed store has an approved maximum quantity per class (reference/standards.md §4):
+A licensed store has an approved maximum quantity per class (HK Cap. 295 (FSD)):
 stock of a class at or above the store's ``alert_fraction`` of that maximum is an *alert*
 (time to order less or move stock), above the maximum an *action* (a licence breach).
 Everything a licence does not cover — unlicensed stores, and classes a licensed store's

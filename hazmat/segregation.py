@@ -1,6 +1,6 @@
 """Segregation of incompatible classes: the IMDG Code 7.2.4 table as data.
 
-The table below is copied cell for cell from reference/standards.md §4 (IMDG 7.2.4):
+The table below is copied cell for cell from HK Cap. 295 (FSD) (IMDG 7.2.4):
 1 = "away from", 2 = "separated from", 3 = "separated by a complete compartment or hold
 from", 4 = "separated longitudinally by an intervening complete compartment or hold from",
 X = no general rule (see the substance's own entry). Two classes with 1-4 must not share
@@ -22,7 +22,7 @@ COLUMNS: tuple[str, ...] = (
 )
 """Column headings of IMDG 7.2.4 (explosives grouped by division as the Code prints them)."""
 
-# IMDG Code 7.2.4, rows as printed in reference/standards.md §4.
+# IMDG Code 7.2.4, rows as printed in HK Cap. 295 (FSD).
 _TABLE = """
 2.1  4 4 2 X X X 2 1 2 X 2 2 X 4 2 1 X
 2.2  2 2 1 X X X 1 X 1 X X 1 X 2 1 X X

@@ -2,7 +2,7 @@
 
 Health points (``<device>.comm_ok``, ``latency_ms``, ``consecutive_failures``,
 ``errors_timeout|refused|exception|decode``, ``last_good_age_s``) are emitted when their
-value changes and at least once a minute (DESIGN.md "Storage": status and communication
+value changes and at least once a minute (docs/ARCHITECTURE.md "Storage": status and communication
 health are stored on change and once a minute). ``latency_ms`` and ``last_good_age_s``
 change every cycle, so they follow the once-a-minute rhythm only (and any comm change).
 ``comm_ok`` is also sent every cycle while the device does not answer and for ``comm_hold_s``

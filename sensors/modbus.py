@@ -52,7 +52,7 @@ CONNECT_BACKSTOP_S = 0.5
 margin because a connect also resolves the host and sets up the transport."""
 
 BASE_BACKOFF_S = 0.5
-"""First wait after a failed connect: the default ``timeout_s`` (DESIGN.md "Configuration"
+"""First wait after a failed connect: the default ``timeout_s`` (README.md "A tour of config.toml"
 ``[[devices]]``), so a refused gateway is not retried faster than one request could time
 out, and a transient drop costs about one scan."""
 MAX_BACKOFF_S = 30.0

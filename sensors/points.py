@@ -33,7 +33,7 @@ HEALTH_POINTS: dict[str, tuple[str, str, int]] = {
 }
 
 # Status points of a record-based particle counter: name -> (quantity, unit, decimals).
-# records_lost / record_conflict / clock_fault are the instrument EVENTS (DESIGN.md
+# records_lost / record_conflict / clock_fault are the instrument EVENTS (docs/ARCHITECTURE.md
 # "record conflict", reference step 2 "records lost", "clock alarm"), reported as samples
 # so the alarm side can raise instrument alarms on them (value > 0 = event).
 COUNTER_STATUS: dict[str, tuple[str, str, int]] = {
@@ -50,7 +50,7 @@ COUNTER_STATUS: dict[str, tuple[str, str, int]] = {
 }
 
 
-CFM_L_PER_MIN = 28.3168  # 1 ft3/min (reference/standards.md section 1)
+CFM_L_PER_MIN = 28.3168  # 1 ft3/min (ISO 14644-1:2015)
 
 
 def size_tag(size_um: float) -> str:

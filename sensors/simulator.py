@@ -42,7 +42,7 @@ if logging.getLogger("pymodbus").level == logging.NOTSET:
 
 SCENARIOS = ("normal", "door-open", "particle-excursion", "gas-leak", "counter-offline", "offline",
              "flow-fault", "garbage", "slow-device", "exceptions")
-# The demo's story (DESIGN.md `facility demo`): (seconds from start, scenario, target).
+# The demo's story (docs/ARCHITECTURE.md `facility demo`): (seconds from start, scenario, target).
 DEMO_TIMELINE = [(10, "door-open", None), (30, "normal", None), (25, "particle-excursion", None),
                  (45, "normal", None), (40, "gas-leak", None), (60, "normal", None)]
 HOLDING_SIZE, INPUT_SIZE, BITS_SIZE = 128, 2048, 64

@@ -19,7 +19,7 @@ from sensors.counter import CUBIC_FOOT_L
 GRADE_ISO = {"in_operation": {"A": 5, "B": 7, "C": 8, "D": 8},
              "at_rest": {"A": 5, "B": 5, "C": 7, "D": 8}}
 # Gas alarm set points (ppm) of a simulated detector without `setpoints`: those of
-# reference/standards.md §3's two-stage scheme (low TLV-TWA, high STEL or 2 x TLV), so its
+# ACGIH TLV's two-stage scheme (low TLV-TWA, high STEL or 2 x TLV), so its
 # alarm bits agree with the set points the gas policy computes.
 GAS_SETPOINTS = {"arsine": (0.005, 0.01), "phosphine": (0.3, 1.0), "silane": (5.0, 10.0),
                  "ammonia": (25.0, 35.0), "chlorine": (0.5, 1.0)}

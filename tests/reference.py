@@ -1,6 +1,6 @@
 """Slow, obviously correct pure-Python twins of the alarm kernels.
 
-``ReferenceRule`` follows DESIGN.md "Limit rules (exact)" sentence by sentence, one rule
+``ReferenceRule`` follows docs/ARCHITECTURE.md "Limit rules" sentence by sentence, one rule
 and one sample at a time, with no packing, ring buffers or CSR tricks; the engine must
 give exactly the same transitions and onsets. ``exposure_ref`` and ``cascade_ref``
 integrate and merge the plain way. Any change to "Limit rules" changes this file too.

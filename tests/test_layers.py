@@ -1,4 +1,4 @@
-"""DESIGN.md's import floors, checked two ways: import-linter and a subprocess per module."""
+"""docs/ARCHITECTURE.md's import floors, checked two ways: import-linter and a subprocess per module."""
 
 from __future__ import annotations
 

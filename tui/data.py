@@ -1,4 +1,4 @@
-"""Read-only access to the facility database for the TUI (DESIGN.md "Storage").
+"""Read-only access to the facility database for the TUI (docs/ARCHITECTURE.md "Storage").
 
 The TUI is a reader: it opens the database with ``Store(readonly=True)`` (a
 ``file:...?mode=ro`` URI) and reads only through the store's read API, one

@@ -1,6 +1,6 @@
 """Formatting shared by the screens: local times with offset, compact values, styles.
 
-DESIGN.md "Samples and quality": storage is UTC; the TUI shows the site's local time with
+docs/ARCHITECTURE.md "Samples and quality": storage is UTC; the TUI shows the site's local time with
 its offset, e.g. ``2026-11-23 18:02:11 +08:00``.
 """
 

@@ -4,7 +4,7 @@ An active alarm row records the limit and source the engine used, so it wins; ot
 the limits the catalogue compiled from the configuration (the rules the service runs) are
 shown with their source. A value is then classed as beyond the action limit, beyond the
 alert level, or within both, by the one ``facility.catalogue.within_limits`` the report
-uses too (DESIGN.md "Limit rules": a value exactly at the limit is compliant).
+uses too (docs/ARCHITECTURE.md "Limit rules": a value exactly at the limit is compliant).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from facility.cli.group import cli, config_option, load
 
 
 def _tz(cfg, site: str | None, zone: str | None) -> str:
-    """The zone bare CLI times are read in: the site's (DESIGN.md "Samples and quality")."""
+    """The zone bare CLI times are read in: the site's (docs/ARCHITECTURE.md "Samples and quality")."""
     if zone is not None:
         try:
             site = cfg.zone(zone).site

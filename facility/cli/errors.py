@@ -1,4 +1,4 @@
-"""Library exceptions to one line and an exit code (DESIGN.md "The command line").
+"""Library exceptions to one line and an exit code (docs/ARCHITECTURE.md "The command line").
 
 This is the only place where a failure becomes an exit code: the floors below raise the
 categories of ``facility.domain.errors`` and know nothing of the command line.

@@ -1,7 +1,7 @@
 """The ``facility`` command line: a thin translator from arguments to library calls.
 
 Commands parse, call the library, and turn library exceptions into one clear line on
-stderr and an exit code (DESIGN.md: 0 ok, 1 a check found a problem, 2 bad usage /
+stderr and an exit code (docs/ARCHITECTURE.md: 0 ok, 1 a check found a problem, 2 bad usage /
 configuration / refused action, 3 runtime failure, 70 internal error). Heavy modules
 (numba, textual, pymodbus) are imported inside the commands that need them, so
 ``facility --help`` stays fast and imports neither numba nor textual.
@@ -17,7 +17,7 @@ CONFIG_HELP = "configuration file (default ./config.toml); the database path com
 
 
 class FacilityGroup(click.Group):
-    """A click group that turns every exception into one line and DESIGN.md's exit codes."""
+    """A click group that turns every exception into one line and docs/ARCHITECTURE.md's exit codes."""
 
     def invoke(self, ctx):  # noqa: D102 - click API
         try:

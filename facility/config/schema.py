@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class LimitSpec:
-    """One limit of a point (DESIGN.md "Limit rules"); explicit values replace only this limit."""
+    """One limit of a point (docs/ARCHITECTURE.md "Limit rules"); explicit values replace only this limit."""
 
     limit: float
     deadband: float = 0.0  # >= 0, in the point's unit
@@ -122,15 +122,15 @@ class Device:
     setpoints: dict[str, float] = field(default_factory=dict)
     """Gas detectors: ``low`` / ``high`` alarm set points replacing the computed ones, in ppm
     (in % of the LEL for a gas with no toxic limit, e.g. hydrogen). Each must be a positive
-    finite number, low below high (reference/standards.md §3 "Detector set-point
+    finite number, low below high (ACGIH TLV "Detector set-point
     conventions")."""
     setpoints_justification: str | None = None
-    """Why this detector's ``setpoints`` are above what reference/standards.md §3 supports
+    """Why this detector's ``setpoints`` are above what ACGIH TLV supports
     (room: TLV-TWA / STEL or 2 x TLV; cabinet: up to the lower of 1/2 IDLH and 3 x PEL);
     check-config refuses such values without it."""
     comm_delay_s: float | None = None
     """Seconds of continuous failure before the device's comm alarm raises. Default the larger
-    of 3 x ``scan_s`` and 10 s (ISA-18.2 on-delay against nuisance alarms, reference/standards.md
+    of 3 x ``scan_s`` and 10 s (ISA-18.2 on-delay against nuisance alarms, the standards
     §6); a toxic-gas detector's is 5 s and at most 10 s without ``comm_justification``, since
     a blind toxic-gas detector is a critical condition (docs/ARCHITECTURE.md "Critical alarms")."""
     comm_clear_s: float | None = None
@@ -161,7 +161,7 @@ class AlarmsCfg:
     max_shelve_critical_s: float = 3600.0
     max_suppress_s: float = 8 * 3600.0
     """Longest operator suppression, in seconds; a suppression always has an end. Default one
-    shift, like ``max_shelve_s``: ISA-18.2 (reference/standards.md §6) wants every hidden
+    shift, like ``max_shelve_s``: ISA-18.2 (ISA-18.2 / EEMUA 191) wants every hidden
     alarm under a time limit, and the number is a site choice. Critical alarms cannot be
     suppressed at all (docs/ARCHITECTURE.md "Critical alarms")."""
     max_oos_critical_s: float = 3600.0
@@ -173,7 +173,7 @@ class AlarmsCfg:
     """``system.<devices>:skipped_runs`` raises when one poll connection skipped more than this
     many scans in the last 60 s: one late run is scheduler jitter, a connection that keeps
     missing its turn is a device or gateway too slow for its ``scan_s`` (ISA-18.2 asks for
-    alarms that need a response, reference/standards.md §6)."""
+    alarms that need a response, ISA-18.2 / EEMUA 191)."""
     clock_tolerance_s: float = 120.0
     live_window_s: float = 300.0  # samples older than this when processed are backfill
     latching: tuple[str, ...] = ()  # vocab.ALARM_KINDS that latch until reset (e.g. "gas_high")
@@ -228,13 +228,13 @@ class PagingCfg:
     flood_max: int = 10  # ISA-18.2 flood: more than 10 alarms in 10 minutes
     """A site is in flood once more than this many new alarms below critical arrived within
     ``flood_window_s``; the flood ends when fewer than ``flood_max / 2`` remain in the window.
-    Default ISA-18.2's 10 in 10 minutes (reference/standards.md §6); an integer >= 1."""
+    Default ISA-18.2's 10 in 10 minutes (ISA-18.2 / EEMUA 191); an integer >= 1."""
     flood_window_s: float = 600.0
     """The window of the flood rate, in seconds (ISA-18.2: 10 minutes)."""
     min_repage_s: float = 300.0
     """A chattering alarm (ISA-18.2: 3 or more raises in 60 s) pages at most once per this
     many seconds, critical alarms included; also the least time between two summaries of one
-    flood. Default 300 s, Alertmanager's group_interval (reference/standards.md §7)."""
+    flood. Default 300 s, Alertmanager's group_interval (PagerDuty Events v2 / Alertmanager)."""
     heartbeat_s: float = 60.0
     heartbeat_url: str | None = None
     heartbeat_command: tuple[str, ...] = ()

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 SIGNIFICANT_DIGITS = 3
 """Digits a number keeps: enough to tell 0.004 from 0.005 ppm (arsine's TLV-TWA is 0.005,
-reference/standards.md §3) and 9.96 from 10 Pa, never fewer than its integer part has."""
+ACGIH TLV) and 9.96 from 10 Pa, never fewer than its integer part has."""
 
 MAX_DECIMALS = 9
 """Below 1e-9 a reading is noise at any gas or pressure range this system measures."""

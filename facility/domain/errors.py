@@ -1,7 +1,7 @@
 """The kinds of failure a user can act on, shared by every floor.
 
 Library code raises these (or its own subclasses of them); only ``facility.cli`` turns
-them into one line on stderr and an exit code (DESIGN.md "The command line": 1 a check
+them into one line on stderr and an exit code (docs/ARCHITECTURE.md "The command line": 1 a check
 found a problem, 2 bad usage / configuration / refused action, 3 a runtime failure).
 Keeping the categories here, on the ground floor, lets the store, the service and the
 hazmat ledger say *what kind* of failure they mean without knowing the CLI exists.

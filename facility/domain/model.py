@@ -1,7 +1,7 @@
 """Domain types shared by every floor: samples, quality, limits, time.
 
 This module imports nothing above the ground floor, so sensors, alarms, hazmat and the top
-floor can all exchange plain data through it (DESIGN.md "Samples and quality").
+floor can all exchange plain data through it (docs/ARCHITECTURE.md "Samples and quality").
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def now_ms() -> int:
 
 
 def iso_ms(ts_ms: int | None) -> str | None:
-    """Format integer ms as DESIGN.md's JSON time ``YYYY-MM-DDTHH:MM:SS.sssZ``."""
+    """Format integer ms as docs/ARCHITECTURE.md's JSON time ``YYYY-MM-DDTHH:MM:SS.sssZ``."""
     if ts_ms is None:
         return None
     dt = datetime.fromtimestamp(ts_ms / 1000.0, tz=timezone.utc)

@@ -1,4 +1,4 @@
-"""Times given on the command line (DESIGN.md "Samples and quality", time rules).
+"""Times given on the command line (docs/ARCHITECTURE.md "Samples and quality", time rules).
 
 * ISO 8601 with ``Z`` or an offset (``2025-03-01T08:00:00+08:00``) is an absolute time.
 * A bare date or date-time (``2025-03-01``, ``2025-03-01 08:00``, ``2025-03-01T08:00:05``)
@@ -94,7 +94,7 @@ def parse_range(from_text: str, to_text: str, tz_name: str,
 
 
 def local_iso(ts_ms: int | None, tz_name: str, *, seconds: bool = True) -> str:
-    """A time as local ISO 8601 with its offset (reports show local time, DESIGN.md)."""
+    """A time as local ISO 8601 with its offset (reports show local time, docs/ARCHITECTURE.md)."""
     if ts_ms is None:
         return ""
     dt = datetime.fromtimestamp(ts_ms / 1000.0, tz=timezone.utc).astimezone(zone_of(tz_name))

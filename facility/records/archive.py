@@ -3,7 +3,7 @@
 Each day becomes its own export folder ``<out>/<YYYY-MM-DD>/``, is verified offline
 (``facility.records.verify``) and is then recorded with ``Store.record_archive`` (the manifest's
 SHA-256 and the partition's row count). Only then may ``Store.purge_partition`` delete the
-day — an audited action naming the range, rows and manifest hash (DESIGN.md "Retention vs
+day — an audited action naming the range, rows and manifest hash (docs/ARCHITECTURE.md "Retention vs
 GMP records").
 
 Writing while the service runs: the service is the only *regular* writer. Archive reads

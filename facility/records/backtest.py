@@ -4,7 +4,7 @@ Samples come from a CSV (``ts,point,value[,quality]``) or from the store's histo
 (``--from/--to``, read in short transactions). Rules and stale times come from the
 catalogue, the very objects the service runs. GMP particle limits exist per mode; the
 backtest applies each zone's configured ``occupancy`` mode (the live service follows the
-mode recorded in the database instead). Stale alarms are raised as DESIGN.md "Stale" says
+mode recorded in the database instead). Stale alarms are raised as docs/ARCHITECTURE.md "Stale" says
 for a backtest: at the next input time, or at the end of the input.
 """
 

@@ -43,7 +43,7 @@ _PAGED_STATES = frozenset({State.UNACK, State.ACKED, State.RTNUN})
 
 PAGE_SUMMARY_MAX = SUMMARY_MAX
 """A page's summary is cut to this many characters: PagerDuty Events API v2 accepts at most
-1024 (reference/standards.md, paging); the other channels show the same text."""
+1024 (the standards, paging); the other channels show the same text."""
 
 
 def meta_of(rule: CompiledRule, device: str | None) -> AlarmMeta:

@@ -1,6 +1,6 @@
 """Derived samples of each cycle: pressure cascades and gas exposure (STEL/TWA).
 
-DESIGN.md "Pressure cascade": a zone's pressure against its reference is derived at each
+docs/ARCHITECTURE.md "Pressure cascade": a zone's pressure against its reference is derived at each
 good sample of either input, using the other input's latest good sample if it is no older
 than ``max_skew_s`` (the zone's, default 2 x scan_s); its quality is the worse of the two.
 The arithmetic is ``alarms.cascade`` (the kernel the tests check against a plain-Python
@@ -23,12 +23,12 @@ from hazmat.gas import GasMonitor, detector_policies
 from hazmat.licence import stock_values
 
 CASCADE_DECIMALS = 3  # a difference of two decoded values, kept to their finest resolution
-SKEW_SCANS = 2.0  # DESIGN.md "Pressure cascade": max_skew_s defaults to 2 x scan_s
+SKEW_SCANS = 2.0  # docs/ARCHITECTURE.md "Pressure cascade": max_skew_s defaults to 2 x scan_s
 
 
 def max_skew_s(cat: Catalogue, c: CascadePoint) -> float:
     """How far apart a pair's two samples may be: the zone's ``max_skew_s``, else
-    2 x the slower input's ``scan_s`` (DESIGN.md "Pressure cascade")."""
+    2 x the slower input's ``scan_s`` (docs/ARCHITECTURE.md "Pressure cascade")."""
     zone = next(z for z in cat.cfg.zones if z.id == c.zone)
     if zone.max_skew_s is not None:
         return float(zone.max_skew_s)

@@ -4,7 +4,7 @@ docs/ARCHITECTURE.md "The monitoring watches itself": event-loop lag over two cy
 skipped job runs, low free disk and an unsynchronised clock (where the host reports it) are
 system alarms; the dead-man's switch is pinged by the service (see
 ``Service._heartbeat_loop``). The samples are conditions over a window, not per-cycle
-deltas (ISA-18.2 hysteresis, reference/standards.md §6): ``system.loop_lag_s`` is the lag
+deltas (ISA-18.2 hysteresis, ISA-18.2 / EEMUA 191): ``system.loop_lag_s`` is the lag
 sustained over the last two cycles (the smaller of the two), and each connection's
 ``system.<devices>.skipped_runs`` is how many scans that one connection skipped in the last
 60 s, so the alarm names the devices whose poll job is too slow; the catalogue's rules add

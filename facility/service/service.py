@@ -1,6 +1,6 @@
 """The monitoring service: pollers -> engine -> lifecycle -> store -> paging, 24/7.
 
-DESIGN.md "Data flow": one service per database (an exclusive lock beside it); each cycle
+docs/ARCHITECTURE.md "Data flow": one service per database (an exclusive lock beside it); each cycle
 the engine runs once over the batch, lifecycle transitions are applied, and samples +
 events + audit rows are written in one transaction by a single writer thread (so SQLite
 never blocks the event loop). Kernels are compiled before polling starts. Operator
@@ -83,7 +83,7 @@ class Service:
         metas: dict[str, AlarmMeta] = {}
         for r in self.cat.rules:
             metas[r.alarm_id] = meta_of(r, self.point_device.get(r.point))
-        # Stale alarms (DESIGN.md "Stale"): one slot of the alarms.stale kernel per point,
+        # Stale alarms (docs/ARCHITECTURE.md "Stale"): one slot of the alarms.stale kernel per point,
         # -1 for the points that have none; the clocks start with polling (first cycle).
         self.stale_points = self.cat.stale_points()
         self._stale_ids = list(self.stale_points)
@@ -156,7 +156,7 @@ class Service:
         self.deriver = Deriver(self.cat, self.cfg)
         self.hazmat = HazmatProbe(self.cfg)
         self.health = HealthProbe(self.cfg, self.db_path, self.cycle_s)
-        warm_up()  # kernels ready before polling starts (DESIGN.md "Data flow")
+        warm_up()  # kernels ready before polling starts (docs/ARCHITECTURE.md "Data flow")
         # Stale clocks start when polling starts: a restart is not itself a data gap.
         start = now_ms()
         self.last_good: dict[str, int] = {pid: start for pid in self.stale_points}
@@ -318,7 +318,7 @@ class Service:
         if want == (by in st.suppressed_by):
             return
         if want and st.critical:
-            return  # critical alarms are never mode- or design-suppressed (DESIGN.md)
+            return  # critical alarms are never mode- or design-suppressed (docs/ARCHITECTURE.md)
         self.book.apply(aid, Event.SUPPRESS if want else Event.UNSUPPRESS, now_ms=now, by=by)
 
     def _mode_suppression(self, now: int) -> None:
@@ -337,7 +337,7 @@ class Service:
             self._set_suppressed(alert, self.book.states[action].active, "design", now)
 
     def _stale(self, now: int) -> None:
-        """Live, stale alarms are checked every cycle (DESIGN.md "Stale", alarms.stale):
+        """Live, stale alarms are checked every cycle (docs/ARCHITECTURE.md "Stale", alarms.stale):
         raised with onset last good + stale_after_s, cleared with onset the newest good
         sample once it is again within stale_after_s of now."""
         for tr in self.stale.check(now / 1000.0):

@@ -1,4 +1,4 @@
-"""Incremental 1-minute and 1-hour aggregates (DESIGN.md "Storage").
+"""Incremental 1-minute and 1-hour aggregates (docs/ARCHITECTURE.md "Storage").
 
 The bucket a point is currently filling lives in ``agg_open`` (one row per point, ~100 kB
 for 2 000 points), rewritten each cycle; a bucket is merged into ``agg_1m``/``agg_1h`` when

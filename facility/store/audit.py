@@ -1,4 +1,4 @@
-"""Append-only, hash-chained audit trail (DESIGN.md "Storage", "Audit trail").
+"""Append-only, hash-chained audit trail (docs/ARCHITECTURE.md "Storage", "Audit trail").
 
 Each row holds ``prev_hash`` (the previous row's ``hash``; 64 zeros for the first row),
 ``row_sha256 = SHA-256(canonical(row))`` and ``hash = HMAC-SHA-256(key, prev_hash +

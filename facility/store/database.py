@@ -1,5 +1,5 @@
 """The SQLite store: points, partitioned raw samples, latest values, aggregates, alarms,
-events, state and the audit trail, written one cycle per transaction (DESIGN.md "Storage").
+events, state and the audit trail, written one cycle per transaction (docs/ARCHITECTURE.md "Storage").
 
 Crash safety across files. One ``BEGIN IMMEDIATE`` covers the main database and the
 attached day partitions, so a failure before COMMIT (an ``extra`` callable raising, a

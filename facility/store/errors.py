@@ -1,4 +1,4 @@
-"""Errors of the storage floor, so the CLI can print one line and exit 3 (DESIGN.md "The command line")."""
+"""Errors of the storage floor, so the CLI can print one line and exit 3 (docs/ARCHITECTURE.md "The command line")."""
 
 from __future__ import annotations
 

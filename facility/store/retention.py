@@ -1,4 +1,4 @@
-"""Retention, archives and crash reconciliation of day partitions (DESIGN.md "Storage").
+"""Retention, archives and crash reconciliation of day partitions (docs/ARCHITECTURE.md "Storage").
 
 Mixed into :class:`facility.store.database.Store`. Partitions are removed whole, never row by row; a
 GMP day needs a verified archive with a matching row count first, and every purge is an

@@ -1,4 +1,4 @@
-"""Alarm and event rows written by a cycle (columns as in DESIGN.md "Alarm lifecycle")."""
+"""Alarm and event rows written by a cycle (columns as in docs/ARCHITECTURE.md "Alarm lifecycle")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Numbered migrations of the main database and of day partitions (DESIGN.md "Storage").
+"""Numbered migrations of the main database and of day partitions (docs/ARCHITECTURE.md "Storage").
 
 Each string is one migration; its number is its position (1-based) in its namespace. The
 core namespace is ``"store"``; middle-floor modules register their own namespaces through

@@ -131,7 +131,7 @@ def test_state_round_trip_by_key_with_added_and_changed_rules(c, data):
     assert as_list(second.feed(*sl(arrs, cut, n))) == expected
 
 
-# -- one hand-written case per sentence of DESIGN.md "Limit rules (exact)" ---------------
+# -- one hand-written case per sentence of docs/ARCHITECTURE.md "Limit rules" ---------------
 
 def run(rule, ts, values, good=None):
     ts = np.asarray(ts, dtype=np.float64)
@@ -238,7 +238,7 @@ def test_rule_validation():
 
 
 def test_warm_up_compiles_every_kernel_the_service_runs():
-    """After warm-up no kernel of a cycle is left to compile (DESIGN.md "Data flow": the
+    """After warm-up no kernel of a cycle is left to compile (docs/ARCHITECTURE.md "Data flow": the
     first cycle never waits for numba); a fresh interpreter, so no earlier test did it."""
     import subprocess
     import sys
@@ -266,7 +266,7 @@ def test_warm_up_compiles_every_kernel_the_service_runs():
     assert after["_scan_limits"] >= 4, after
 
 
-# -- backtest: CSV in, DESIGN.md's JSON objects out -------------------------------------
+# -- backtest: CSV in, docs/ARCHITECTURE.md's JSON objects out -------------------------------------
 
 def test_backtest_orders_by_time_row_then_limit_order(tmp_path):
     import io

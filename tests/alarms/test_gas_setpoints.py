@@ -1,4 +1,4 @@
-"""Gas detectors' computed set points follow reference/standards.md §3, never the IDLH.
+"""Gas detectors' computed set points follow ACGIH TLV, never the IDLH.
 
 The §3 table and its "Detector set-point conventions" are written out here once more, by
 hand from the reference, so the gas table in ``alarms.standards`` and the set points
@@ -24,7 +24,7 @@ from facility.cli import cli
 from facility.domain.display import format_value
 from tests.fixtures.config import device, zone
 
-# reference/standards.md §3, one row per gas:
+# ACGIH TLV, one row per gas:
 # gas: (TLV-TWA, STEL, ceiling, OSHA PEL, PEL is a ceiling, NIOSH IDLH, LEL %vol)
 REFERENCE_3 = {
     "silane": (5, None, None, None, False, None, 1.37),
@@ -72,7 +72,7 @@ def test_every_gas_alarms_at_the_reference_values_never_the_idlh(name, monitor):
     if idlh is not None:
         assert sp["low"] < idlh and sp["high"] < idlh
         assert "IDLH" not in sp["source"]
-    assert "reference/standards.md §3" in sp["source"] and name in sp["source"]
+    assert "ACGIH TLV" in sp["source"] and name in sp["source"]
     clause = "of LEL" if unit == "%LEL" else "TLV-TWA"
     assert clause in sp["source"]
 
@@ -155,7 +155,7 @@ def test_set_points_outside_the_reference_need_a_justification(
     code, out, err = check_config(path)
     unit = " %LEL" if gas_name == "hydrogen" else " ppm"
     first = (f"{path}:devices[0].setpoints.{key}={setpoints[key]:g}{unit} is above {bound},"
-             f" the most reference/standards.md §3 supports for {gas_name} at a {monitor}"
+             f" the most ACGIH TLV supports for {gas_name} at a {monitor}"
              f" monitor ({why}); lower it or add setpoints_justification = \"...\"")
     assert code == 2 and out == ""
     lines = err.splitlines()

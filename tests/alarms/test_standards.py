@@ -162,7 +162,7 @@ def test_gas_table_rows():
 def test_default_setpoints(name, monitor, low, high, unit):
     sp = default_setpoints(name, monitor)
     assert (sp["low"], sp["high"], sp["unit"]) == (pytest.approx(low), pytest.approx(high), unit)
-    assert "reference/standards.md" in sp["source"]
+    assert "ACGIH" in sp["source"]
 
 
 def test_setpoint_override_and_errors():

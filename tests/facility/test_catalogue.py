@@ -1,7 +1,7 @@
 """The catalogue: the one place limits are compiled, each with its source, and the one
 ``within_limits`` that the report and the TUI share with the engine's idea of "beyond".
 
-DESIGN.md "Where limits come from" and "Limit rules": the service, check-config, the
+docs/ARCHITECTURE.md "Where limits come from" and "Limit rules": the service, check-config, the
 backtest, the report and the TUI all read the catalogue's compiled rules; a value exactly
 at a limit is compliant.
 """

@@ -1,5 +1,5 @@
 """A gas detector whose own alarm bits disagree with the set points computed from
-reference/standards.md §3 raises a MEDIUM instrument alarm (docs/ARCHITECTURE.md "Gas
+ACGIH TLV raises a MEDIUM instrument alarm (docs/ARCHITECTURE.md "Gas
 exposure"), and the shipped routes send it to the facility e-mail, not the night pager.
 
 Real parts throughout: the shipped configuration, the catalogue's compiled rules, the

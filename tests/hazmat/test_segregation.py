@@ -7,7 +7,7 @@ import pytest
 from facility.config.schema import Substance
 from hazmat.segregation import CODE_WORDS, check_compartment, segregation, strictest
 
-# reference/standards.md §4, written out again here so a typo in the module cannot hide.
+# HK Cap. 295 (FSD), written out again here so a typo in the module cannot hide.
 COLS = ["1.1", "1.3", "1.4", "2.1", "2.2", "2.3", "3", "4.1", "4.2", "4.3",
         "5.1", "5.2", "6.1", "6.2", "7", "8", "9"]
 LITERAL = {

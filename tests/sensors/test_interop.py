@@ -1,7 +1,7 @@
 """Interoperability: the poller reads a Modbus server that is not pymodbus (pyModbusTCP).
 
 The foreign server is loaded with literal register words, worked out by hand from the
-register conventions (DESIGN.md "Configuration", Telegraf's byte orders), never with our
+register conventions (README.md "A tour of config.toml", Telegraf's byte orders), never with our
 own encoder: a mistake shared by our encoder and decoder would pass a round trip but not
 this table.
 """

@@ -3,7 +3,7 @@
 Stock comes from the ledger's ``hazmat_containers`` table (``hazmat.ledger``); a database
 without it shows "no ledger yet". Gas set points: the limits the engine uses for
 ``<detector>.conc`` when it has any, else the two-stage defaults of the gas table with the
-detector's ``setpoints`` overrides (reference/standards.md §3), each with its source. Gas
+detector's ``setpoints`` overrides (ACGIH TLV), each with its source. Gas
 values keep the significant digits their range needs (``facility.domain.display``): arsine's
 0.005 / 0.01 ppm set points must not both read "0.01".
 """

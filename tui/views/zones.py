@@ -19,7 +19,7 @@ from tui.views.common import (
     zone_mode,
 )
 
-# point-name suffix -> role in the overview (DESIGN.md points and the zone's derived dp point)
+# point-name suffix -> role in the overview (docs/ARCHITECTURE.md points and the zone's derived dp point)
 KEY_ROLES = {".pc_0_5um": "pc05", ".pc_5_0um": "pc50", ".temperature": "t", ".humidity": "rh"}
 
 _LEVEL_RANK = {"action": 3, "bad": 2, "alert": 1, "ok": 0, None: -1}

@@ -3,7 +3,7 @@
 Per zone: particle concentrations against alert/action limits and the pressure cascade
 (``<ZONE>.dp_cascade``), compliance with "not monitored" time apart, excursions from onset
 to clear, and the ISO 14644-1 classification status; then ISA-18.2 alarm performance.
-Times are the site's local time with its offset (DESIGN.md "Samples and quality").
+Times are the site's local time with its offset (docs/ARCHITECTURE.md "Samples and quality").
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ The limits are the catalogue's compiled rules (the very objects the service runs
 zone's configured occupancy. Each sample holds from its time until the next sample of the
 point, for at most the point's hold time (its stale time); a good sample's span is "good
 data", and "within" when ``facility.catalogue.within_limits`` says its value satisfies every
-action limit (a value exactly at the limit is compliant, DESIGN.md "Limit rules").
+action limit (a value exactly at the limit is compliant, docs/ARCHITECTURE.md "Limit rules").
 Everything else in the range — bad, comm or stale samples and gaps — is "not monitored":
 shown separately and never counted as compliant.
 """
@@ -121,7 +121,7 @@ def point_limits(cat: Catalogue, points: dict[int, dict]) -> dict[str, dict[str,
 
 
 def hold_ms(cat: Catalogue, point: dict) -> int | None:
-    """How long one sample of a point stands for: its stale time (DESIGN.md "Stale") as the
+    """How long one sample of a point stands for: its stale time (docs/ARCHITECTURE.md "Stale") as the
     catalogue compiled it (3 x scan_s, or 3 x the record time of a particle counter).
 
     None for a point that never goes stale (stock, hazmat findings, the service's own

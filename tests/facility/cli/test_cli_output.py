@@ -147,7 +147,7 @@ def test_alarms_without_a_database_is_exit_3(small, tmp_path):
 
 
 # -- poll --once --json ---------------------------------------------------------------------
-POLL_FIELDS = ["device", "point", "ts", "value", "quality", "unit"]  # DESIGN.md, in order
+POLL_FIELDS = ["device", "point", "ts", "value", "quality", "unit"]  # docs/ARCHITECTURE.md, in order
 ISO_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
 

@@ -1,4 +1,4 @@
-"""Stale alarms in ``facility backtest`` (DESIGN.md "Stale": in a backtest a point is found
+"""Stale alarms in ``facility backtest`` (docs/ARCHITECTURE.md "Stale": in a backtest a point is found
 stale at the next input time or at the end of the input).
 
 The command runs for real (a subprocess on a written configuration); the kernel behind it
@@ -125,7 +125,7 @@ def test_stale_objects_leave_the_limit_transitions_as_they_were(tmp_path):
 
 
 def stale_twin(stale_after_s, point, ts, good):
-    """DESIGN.md "Stale" for a backtest, literally: at every sample, first every point whose
+    """docs/ARCHITECTURE.md "Stale" for a backtest, literally: at every sample, first every point whose
     deadline lies before the newest input time is stale; then the sample's own point is
     stale if the sample is at or after its deadline (a good one exactly at it is in time);
     a good sample clears its point. Samples are taken in the order given."""

@@ -1,4 +1,4 @@
-"""Stale timing and design suppression in the real service (DESIGN.md "Stale", "Alert and
+"""Stale timing and design suppression in the real service (docs/ARCHITECTURE.md "Stale", "Alert and
 action", "Alarm lifecycle").
 
 A real ``Service`` is started on a real SQLite file with a real simulator behind its
@@ -22,7 +22,7 @@ from sensors.simulator import Simulator
 from tests.fixtures.config import device, facility_toml, zone
 
 T1, T2 = "TH-1.temperature", "TH-2.temperature"
-STALE_MS = 3000  # 3 x scan_s of 1.0 s (DESIGN.md "Stale" default)
+STALE_MS = 3000  # 3 x scan_s of 1.0 s (docs/ARCHITECTURE.md "Stale" default)
 LIMITS = {"temperature": {"action_high": {"limit": 25.0}, "alert_high": {"limit": 24.0},
                           "alert_low": {"limit": 16.0}, "action_low": {"limit": 15.0}}}
 

@@ -1,6 +1,6 @@
 """The service's live pressure cascades (``facility.service.derive.Deriver``).
 
-DESIGN.md "Pressure cascade": a zone measured against a common reference is combined into
+docs/ARCHITECTURE.md "Pressure cascade": a zone measured against a common reference is combined into
 ``ZONE - REFERENCE`` at each good sample of either input, using the other input's latest
 good sample if it is no older than ``max_skew_s`` (default 2 x scan_s); its quality is the
 worse of the two. A transmitter measuring the zone directly passes through, inverted when

@@ -1,5 +1,5 @@
 """System health alarms as conditions over a window, with on/off delays (docs/ARCHITECTURE.md
-"The monitoring watches itself"; ISA-18.2 hysteresis, reference/standards.md §6).
+"The monitoring watches itself"; ISA-18.2 hysteresis, ISA-18.2 / EEMUA 191).
 
 A real ``Service`` runs on a real SQLite file with a real simulator behind its pollers; the
 test drives ``HealthProbe.samples`` and the service's own cycle steps (``_evaluate`` and
