@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 
-.PHONY: demo test test-fast bench lint clean check
+.PHONY: demo test test-fast bench lint clean check mutate
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,13 +26,24 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check facility sensors alarms hazmat tui tests benchmarks
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -p no:cacheprovider
-	NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q -p no:cacheprovider tests/test_engine.py
+	NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q -p no:cacheprovider tests/alarms/test_engine.py
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -x -m "not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check facility sensors alarms hazmat tui tests benchmarks
+
+# Mutation testing of the alarm and record paths with mutmut ([tool.mutmut] in pyproject.toml
+# names the modules and their tests). Slow (minutes per module), so not part of `make test`;
+# MUTANTS limits it to some modules: make mutate MUTANTS='alarms.rules.* facility.store.audit.*'.
+# The kernels run as plain Python (NUMBA_DISABLE_JIT=1) so their mutants can be tested.
+# Results stay in mutants/ (a rerun tests only what changed); `mutmut show NAME` shows one.
+mutate: $(STAMP)
+	NUMBA_DISABLE_JIT=1 $(VENV)/bin/mutmut run $(MUTANTS)
+	@$(VENV)/bin/mutmut results --all true | awk -F': ' '$$2 != "not checked" { m = $$1; \
+	  sub(/^ +/, "", m); sub(/\.x[^A-Za-z0-9.].*/, "", m); n[m]++; if ($$2 == "killed") k[m]++ } \
+	  END { for (m in n) printf "%-28s %4d / %4d killed (%.1f %%)\n", m, k[m], n[m], 100 * k[m] / n[m] }' | sort
 
 bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
