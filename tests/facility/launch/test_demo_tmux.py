@@ -5,6 +5,7 @@ acknowledgement typed in the TUI reaches the service with the login and the reas
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -65,18 +66,32 @@ def test_demo_in_tmux(tmp_path):
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
 
 
-def _ack_selected(session: str, alarm_part: str) -> str:
-    """Move the cursor onto the alarm, press `a`, type the reason, confirm."""
-    text = _screen(session)
-    lines = [ln for ln in text.splitlines() if "UNACK" in ln or "ACKED" in ln or "RTNUN" in ln]
-    target = next(i for i, ln in enumerate(lines) if alarm_part in ln)
-    # one write: the terminal delivers the keys in order and the TUI handles them in order
-    _tmux("send-keys", "-t", session, "Home", *["Down"] * target, "a")
-    modal = _wait_screen(session, lambda t: "reason" in t.lower())
-    assert current_login() in modal, modal
-    title = next(ln for ln in modal.splitlines() if "Acknowledge " in ln)
-    acked = title.split("Acknowledge ", 1)[1].split()[0]
-    assert acked.startswith(alarm_part), modal  # one of the story's gas alarms
+ALARM_ROW = re.compile(r"^\s*(crit|high|med|low)\w*\s+(UNACK|ACKED|RTNUN)\s")
+
+
+def _ack_selected(session: str, alarm_part: str, timeout_s: float = 90.0) -> str:
+    """Move the cursor onto the alarm, press `a`, type the reason, confirm.
+
+    The story keeps raising alarms, so the list can reorder between reading the screen and
+    the keys arriving: the modal's title says which alarm was opened, and a wrong one is
+    cancelled and the selection tried again.
+    """
+    end = time.monotonic() + timeout_s
+    while True:
+        text = _screen(session)
+        rows = [ln for ln in text.splitlines() if ALARM_ROW.match(ln)]
+        target = next(i for i, ln in enumerate(rows) if alarm_part in ln)
+        # one write: the terminal delivers the keys in order and the TUI handles them in order
+        _tmux("send-keys", "-t", session, "Home", *["Down"] * target, "a")
+        modal = _wait_screen(session, lambda t: "reason" in t.lower())
+        assert current_login() in modal, modal
+        title = next(ln for ln in modal.splitlines() if "Acknowledge " in ln)
+        acked = title.split("Acknowledge ", 1)[1].split()[0]
+        if acked.startswith(alarm_part):  # one of the story's gas alarms
+            break
+        assert time.monotonic() < end, f"never opened {alarm_part}: {modal}"
+        _tmux("send-keys", "-t", session, "Escape")
+        _wait_screen(session, lambda t: "reason (required)" not in t.lower())
     _tmux("send-keys", "-t", session, "-l", "leak test acknowledged in tmux")
     _tmux("send-keys", "-t", session, "Enter")
     return acked
