@@ -7,6 +7,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
+# Test workers (pytest-xdist): most tests wait on sockets, subprocesses and terminals, so three
+# workers share two cores well; a module's tests stay on one worker (--dist loadfile).
+TEST_WORKERS ?= 3
 
 .PHONY: demo test test-fast bench lint clean check mutate
 
@@ -25,7 +28,7 @@ check: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check facility sensors alarms hazmat tui tests benchmarks
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
 	NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q -p no:cacheprovider tests/alarms/test_engine.py
 
 test-fast: $(STAMP)
