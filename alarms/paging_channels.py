@@ -5,11 +5,15 @@ dispatcher in a worker thread. They never raise for delivery problems: they retu
 ``Delivery`` saying whether it worked and, if not, whether a retry may help
 (PagerDuty Events v2 / Alertmanager: PagerDuty 202 accepted, 400 do not retry, 429/5xx retry).
 Secrets (routing key, SMTP login) are read from the environment variables the channel
-names, at send time, so they never reach the database.
+names, at send time, so they never reach the database. A command channel's command gets
+only the variables its ``env`` lists, and every error text is scrubbed of the channel's
+secret values before the dispatcher stores it in the outbox or logs it
+(docs/ARCHITECTURE.md "Secrets stay secret").
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import smtplib
@@ -17,9 +21,9 @@ import socket
 import ssl
 import subprocess
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass
 from email.message import EmailMessage
 
 from alarms.page_text import detail_rows, email_html, email_text
@@ -31,7 +35,7 @@ MAX_DEDUP = 255  # PagerDuty Events API v2 limit
 MAX_SUMMARY = 1024
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Delivery:
     """Outcome of one attempt: ``ok``; else ``retry`` (transient) or permanent failure."""
 
@@ -151,19 +155,55 @@ def deliver_smtp(ch: Channel, msg: Mapping, env: Mapping[str, str]) -> Delivery:
         return Delivery(False, retry=True, error=f"SMTP {ch.smtp_host}:{ch.smtp_port}: {e}")
 
 
+def command_env(ch: Channel, env: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a command channel's command: the variables its ``env`` names
+    that are set, and nothing else of the service's environment."""
+    return {name: env[name] for name in ch.env if name in env}
+
+
+NOT_SECRET = frozenset({"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "LOGNAME",
+                        "SHELL", "PWD", "TERM"})
+"""Variables a command may be passed whose values are not secrets (nor worth scrubbing)."""
+
+REDACTED = "[redacted]"
+
+
+def secret_values(ch: Channel, env: Mapping[str, str]) -> list[str]:
+    """The secret values ``ch`` may know: each of its ``*_env`` settings resolved, and for a
+    command channel every variable it passes except the plainly public ones (``LC_*`` too).
+    Longest first, so a secret containing another is scrubbed whole."""
+    names = [getattr(ch, f.name) for f in dataclasses.fields(ch) if f.name.endswith("_env")]
+    names += [n for n in ch.env if n not in NOT_SECRET and not n.startswith("LC_")]
+    values = {env.get(n or "", "") for n in names}
+    return sorted((v for v in values if v.strip()), key=len, reverse=True)
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    """``text`` with every occurrence of every secret value replaced by ``[redacted]``."""
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
 def deliver_command(ch: Channel, msg: Mapping, env: Mapping[str, str]) -> Delivery:
-    """Run the command with the message as JSON on stdin; non-zero exit = retry."""
+    """Run the command with the message as JSON on stdin; non-zero exit = retry.
+
+    The command's environment is :func:`command_env`; its stderr is kept (the last 200
+    characters, for the outbox's ``last_error``) only after :func:`deliver` has scrubbed it.
+    """
     if not ch.command:
         return Delivery(False, error=f"channel {ch.id}: command is empty")
     try:
         p = subprocess.run(list(ch.command), input=json.dumps(dict(msg)).encode(),
-                           capture_output=True, timeout=ch.timeout_s, env=dict(env))
+                           capture_output=True, timeout=ch.timeout_s, env=command_env(ch, env))
     except subprocess.TimeoutExpired:
         return Delivery(False, retry=True, error=f"{ch.command[0]}: timed out")
     except OSError as e:
         return Delivery(False, retry=True, error=f"{ch.command[0]}: {e}")
     if p.returncode != 0:
-        tail = p.stderr[-200:].decode("utf-8", "replace").strip()
+        # scrub before cutting: a secret split at the cut would survive in part
+        err = scrub(p.stderr.decode("utf-8", "replace"), secret_values(ch, env))
+        tail = err[-200:].strip()
         return Delivery(False, retry=True, error=f"{ch.command[0]} exit {p.returncode}: {tail}")
     return Delivery(True)
 
@@ -182,10 +222,16 @@ def deliver(ch: Channel, msg: Mapping, env: Mapping[str, str] | None = None) -> 
     if fn is None:
         return Delivery(False, error=f"channel {ch.id}: type={ch.type!r} is not one of "
                         f"{', '.join(DELIVERERS)}")
-    return fn(ch, msg, os.environ if env is None else env)
+    env = os.environ if env is None else env
+    result = fn(ch, msg, env)
+    if result.error:
+        secrets = secret_values(ch, env)
+        if secrets:
+            result = dataclasses.replace(result, error=scrub(result.error, secrets))
+    return result
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class HeartbeatResult:
     """Outcome of one dead-man's-switch heartbeat."""
 
@@ -193,9 +239,25 @@ class HeartbeatResult:
     error: str = ""
 
 
-def send_heartbeat(paging: PagingCfg, *, timeout_s: float = 10.0) -> HeartbeatResult:
+HEAD_FIELDS = ("seq", "row_id", "hash", "at", "key", "sig")  # of a witness checkpoint
+
+
+def heartbeat_url(url: str, head: dict | None) -> str:
+    """``url`` with the witnessed chain head appended as query parameters ``chain_<field>``
+    (row id, hash, time, the checkpoint's seq, public key and signature), so the dead-man's
+    switch keeps a copy of the head outside the site."""
+    if not head:
+        return url
+    query = urllib.parse.urlencode({f"chain_{k}": head[k] for k in HEAD_FIELDS if k in head})
+    return url + ("&" if "?" in url else "?") + query
+
+
+def send_heartbeat(paging: PagingCfg, *, timeout_s: float = 10.0,
+                   head: dict | None = None) -> HeartbeatResult:
     """Ping the dead-man's switch (GET heartbeat_url and/or run heartbeat_command).
 
+    ``head`` (the latest witness checkpoint) goes with it: in the URL's query
+    (:func:`heartbeat_url`) and in the command's environment as ``FACILITY_CHAIN_<FIELD>``.
     Never raises: the service logs a failure and tries again next ``heartbeat_s``.
     """
     errors: list[str] = []
@@ -203,14 +265,17 @@ def send_heartbeat(paging: PagingCfg, *, timeout_s: float = 10.0) -> HeartbeatRe
         return HeartbeatResult(False, "no heartbeat_url or heartbeat_command configured")
     if paging.heartbeat_url:
         try:
-            with urllib.request.urlopen(paging.heartbeat_url, timeout=timeout_s) as r:
+            with urllib.request.urlopen(heartbeat_url(paging.heartbeat_url, head),
+                                        timeout=timeout_s) as r:
                 r.read()
         except Exception as e:  # noqa: BLE001 - a heartbeat must never crash the service
             errors.append(f"{paging.heartbeat_url}: {e}")
     if paging.heartbeat_command:
         try:
+            env = dict(os.environ, **{f"FACILITY_CHAIN_{k.upper()}": str(head[k])
+                                      for k in HEAD_FIELDS if head and k in head})
             p = subprocess.run(list(paging.heartbeat_command), capture_output=True,
-                               timeout=timeout_s)
+                               timeout=timeout_s, env=env)
             if p.returncode != 0:
                 errors.append(f"{paging.heartbeat_command[0]} exit {p.returncode}")
         except Exception as e:  # noqa: BLE001

@@ -82,6 +82,10 @@ def system_points(cfg: Config, cycle_s: float) -> list[RulePoint]:
                                                   off_delay_s=2 * SLOW_CHECK_S)},
                   limit_sources={"action_low": "storage.free_disk_min_mb"},
                   alarm_kind="disk_low", alarm_subject="system", critical=True, kind="health"),
+        RulePoint("system.store_unwritten", SYSTEM_DEVICE, None, None, "health", "cycles",
+                  limits={"action_high": LimitSpec(limit=BIT)},
+                  limit_sources={"action_high": f"{src}: cycles held unwritten (disk full)"},
+                  alarm_kind="store_full", alarm_subject="system", critical=True, kind="health"),
         RulePoint("system.clock_unsynced", SYSTEM_DEVICE, None, None, "health", "",
                   limits={"action_high": LimitSpec(limit=BIT, on_delay_s=SLOW_CHECK_S,
                                                    off_delay_s=2 * SLOW_CHECK_S)},
@@ -125,7 +129,8 @@ def comm_problems(cfg: Config) -> list[str]:
 # flow fault's records BAD; a laser out of spec or a counter not sampling records nothing
 # that counts): in a room that must be monitored continuously the room then has no valid
 # record, so the fault is a HIGH alarm whatever [alarms.priorities] instrument says.
-RECORD_FAULTS = {"flow_fault": "flow", "laser_fault": "laser", "not_sampling": "sampling"}
+RECORD_FAULTS = {"flow_fault": "flow", "laser_fault": "laser",
+                 "not_sampling": "sampling (or no usable channels)"}
 RECORD_FAULT_PRIORITY = "high"
 
 

@@ -116,6 +116,11 @@ class Counter:
             return int(naive.replace(tzinfo=self.tz).timestamp() * 1000)
         return instrument_s * 1000
 
+    @property
+    def no_channels(self) -> bool:
+        """True when the last channel-enable read found every channel disabled."""
+        return self.enabled is not None and not any(self.enabled)
+
     def _parse_holding(self, h: list[int]) -> HoldingState:
         m = self.map
         idx = h[m.record_index]
@@ -191,6 +196,8 @@ class Counter:
         dev = self.device.id
         offset_s = self.to_utc_ms(h.rtc_s) / 1000.0 - now_ms / 1000.0
         clock_bad = abs(offset_s) > self.clock_tolerance_s
+        if self.no_channels:
+            self.enabled = await self._read_enabled()  # re-read until a channel is usable
         sampling = self._bit(h.status, "running") and self._bit(h.status, "sampling")
         laser = self._bit(h.status, "laser") or (h.ext_status & 1)
         out = [
@@ -199,7 +206,6 @@ class Counter:
             Sample(f"{dev}.laser_fault", now_ms, float(bool(laser)), Quality.GOOD),
             Sample(f"{dev}.service_due", now_ms, float(self._bit(h.status, "service_due")), Quality.GOOD),
             Sample(f"{dev}.device_error", now_ms, float(self._bit(h.status, "device_error")), Quality.GOOD),
-            Sample(f"{dev}.not_sampling", now_ms, float(not sampling), Quality.GOOD),
             Sample(f"{dev}.clock_offset_s", now_ms, float(round(offset_s)), Quality.GOOD),
             Sample(f"{dev}.clock_fault", now_ms, float(clock_bad), Quality.GOOD),
         ]
@@ -214,6 +220,10 @@ class Counter:
             out.extend(self.record_samples(rec, h.flow_cfm, clock_bad))
             self.newest_ms = ts if self.newest_ms is None else max(self.newest_ms, ts)
             self.stored_records += 1
+        # no usable channel (all read "disabled") counts as not sampling: nothing it
+        # records is a particle measurement (docs/ARCHITECTURE.md "Particle counts")
+        out.append(Sample(f"{dev}.not_sampling", now_ms, float(not sampling or self.no_channels),
+                          Quality.GOOD))
         out.append(Sample(f"{dev}.records_lost", now_ms, float(round(lost_s)), Quality.GOOD))
         out.append(Sample(f"{dev}.record_conflict", now_ms, float(conflicts), Quality.GOOD))
         return out

@@ -31,6 +31,7 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from facility.config.schema import Config, Device
+from facility.domain.errors import RuntimeFailure, UsageError
 from sensors.points import PointDef, device_points
 from sensors.profiles import load_profile
 from sensors.registers import encode
@@ -191,6 +192,11 @@ class SimUnit:
             action=partial(SimUnit.action, self))
 
 
+MAX_SPEED = 10_000.0
+"""The fastest time acceleration: beyond it a scan's simulated minutes collapse below the
+event loop's resolution."""
+
+
 class Simulator:
     """Serve every configured device (tests: ``ephemeral=True``, then :meth:`client_config`).
 
@@ -205,6 +211,9 @@ class Simulator:
                  devices: list[str] | None = None):
         if scenario not in SCENARIOS:
             raise ValueError(f"scenario {scenario!r} is unknown; use one of {', '.join(SCENARIOS)}")
+        if not (isinstance(speed, (int, float)) and math.isfinite(speed) and 0 < speed <= MAX_SPEED):
+            raise UsageError(f"--speed {speed!r} is not allowed; a time acceleration > 0 and at"
+                             f" most {MAX_SPEED:g}, e.g. 1 (real time) or 60")
         self.cfg = cfg
         self.seed, self.speed, self.bind = seed, speed, bind
         self.port_offset, self.ports, self.ephemeral = port_offset, dict(ports or {}), ephemeral
@@ -239,7 +248,12 @@ class Simulator:
         server = ModbusTcpServer([u.sim_device() for u in self._port_units(cfg_port)],
                                  address=(self.bind, self._bind_port(cfg_port)),
                                  ignore_missing_devices=True)
-        await server.serve_forever(background=True)
+        try:
+            await server.serve_forever(background=True)
+        except (RuntimeError, OSError) as exc:  # pymodbus wraps the OSError of bind()
+            raise RuntimeFailure(
+                f"cannot listen on {self.bind}:{self._bind_port(cfg_port)}: {str(exc).rstrip('.')}; the port is"
+                " in use (another simulator?) or the address is not on this host") from None
         self.bound[cfg_port] = server.transport.sockets[0].getsockname()[1]
         self._servers[cfg_port] = server
 
@@ -352,10 +366,10 @@ async def run_simulator(cfg: Config, scenario: str = "normal", seed: int = 0, sp
     """``facility simulate``: serve every device until ``stop_event`` is set (or cancelled)."""
     sim = Simulator(cfg, scenario=scenario, seed=seed, speed=speed, bind=bind,
                     port_offset=port_offset, record_s=record_s)
-    await sim.start()
-    if timeline:
-        sim.schedule(timeline)
     try:
+        await sim.start()
+        if timeline:
+            sim.schedule(timeline)
         await (stop_event or asyncio.Event()).wait()
     finally:
         await sim.stop()

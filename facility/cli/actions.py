@@ -11,7 +11,7 @@ import json
 import click
 
 from facility.cli.errors import CHECK_FAILED, RUNTIME, USAGE, CliError, Exit
-from facility.cli.group import cli, config_option, load
+from facility.cli.group import cli, config_option, load, say
 from facility.domain.model import iso_ms
 from facility.domain.vocab import ZONE_MODES, DurationError, parse_duration, priority_rank
 
@@ -34,7 +34,7 @@ def _send(cfg, payload: dict) -> None:
         raise CliError(str(exc), RUNTIME) from None
     except ActionRefused as exc:
         raise CliError(f"refused: {exc}", USAGE) from None
-    click.echo(f"{reply.get('message')} (by {reply.get('operator')})")
+    say(f"{reply.get('message')} (by {reply.get('operator')})")
 
 
 def _alarm_payload(cfg, action: str, alarm: str, reason: str, **extra) -> dict:
@@ -201,10 +201,10 @@ def alarms(active, show_all, as_json, config_path):
         else:
             ack = f" acked by {rec['ack_by']}: {rec['ack_reason']}" if rec["ack_by"] else ""
             lim = f" limit {rec['limit']:g}" if rec["limit"] is not None else ""
-            click.echo(f"{rec['state']:<5} {rec['priority']:<8} {rec['id']}#{rec['occurrence']}"
-                       f" onset {rec['onset']}{lim} ({rec['source']}){ack}")
+            say(f"{rec['state']:<5} {rec['priority']:<8} {rec['id']}#{rec['occurrence']}"
+                f" onset {rec['onset']}{lim} ({rec['source']}){ack}")
     if not rows and not as_json:
-        click.echo("no alarms" + (" active" if active else ""))
+        say("no alarms" + (" active" if active else ""))
 
 
 @cli.group("audit")
@@ -229,7 +229,7 @@ def audit_verify(key_file, config_path):
         res = store.verify_audit(key)
     how = "authenticity (HMAC) and continuity" if key else "continuity and content (no key)"
     if res.ok:
-        click.echo(f"audit trail ok: {res.checked} rows, {how} checked")
+        say(f"audit trail ok: {res.checked} rows, {how} checked")
         return
-    click.echo(f"audit trail BROKEN at row {res.first_bad_id}: {res.problem}", err=True)
+    say(f"audit trail BROKEN at row {res.first_bad_id}: {res.problem}", err=True)
     raise Exit(CHECK_FAILED)

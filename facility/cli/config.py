@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from facility.cli.errors import CliError
-from facility.cli.group import cli, config_option, load
+from facility.cli.group import cli, config_option, load, say
 
 if TYPE_CHECKING:  # the catalogue pulls in numba: imported when check-config runs
     from facility.catalogue import Catalogue
@@ -20,15 +20,34 @@ def extra_problems(cfg) -> tuple[list[str], list[str], Catalogue | None]:
     compilation of the limits that check-config reports on, as the service would run it."""
     problems: list[str] = []
     warnings: list[str] = []
+    from alarms.standards import GASES
+    from alarms.standards import gas as gas_entry
     from facility.catalogue import build_catalogue
-    from sensors.points import point_problems
+    from facility.config.checks import unknown
+    from facility.config.loader import place
+    from sensors.points import expand_points, point_problems
 
-    problems.extend(f"{cfg.source}:{path}: {msg}" for path, msg in point_problems(cfg))
+    problems.extend(place(cfg, f"{path}: {msg}") for path, msg in point_problems(cfg))
+    if problems:
+        return problems, warnings, None
+    # Names only the floors above the configuration know: profile points and the gas table.
+    point_ids = {p.id for p in expand_points(cfg)}
+    for i, cab in enumerate(cfg.hazmat.cabinets):
+        if cab.exhaust and "." in cab.exhaust and cab.exhaust.split(".")[0] in {
+                d.id for d in cfg.devices}:
+            problems.extend(place(cfg, f"{k}{'' if m.startswith('=') else ': '}{m}")
+                            for k, m in unknown(f"hazmat.cabinets[{i}].exhaust", cab.exhaust,
+                                                point_ids, "configured point"))
+        try:
+            gas_entry(cab.gas)
+        except ValueError:
+            problems.extend(place(cfg, f"{k}{m}") for k, m in unknown(
+                f"hazmat.cabinets[{i}].gas", cab.gas, list(GASES), "gas of the gas table"))
     if problems:
         return problems, warnings, None
     cat = build_catalogue(cfg)
-    problems.extend(f"{cfg.source}:{p}" for p in cat.problems)
-    warnings.extend(f"{cfg.source}:{w}" for w in cat.warnings)
+    problems.extend(place(cfg, p) for p in cat.problems)
+    warnings.extend(place(cfg, w) for w in cat.warnings)
     return problems, warnings, cat
 
 
@@ -67,12 +86,12 @@ def check_config(config_path, show_summary):
     cfg = load(config_path)
     problems, warnings, cat = extra_problems(cfg)
     for w in warnings:
-        click.echo(f"warning: {w}", err=True)
+        say(f"warning: {w}", err=True)
     if problems:
         raise CliError(problems, 2)
     pts = f", {len(cat.infos)} points, {len(cat.rules)} limit rules"
-    click.echo(f"{cfg.source}: ok ({len(cfg.sites)} sites, {len(cfg.zones)} zones, "
-               f"{len(cfg.devices)} devices{pts}; {len(warnings)} warnings)")
+    say(f"{cfg.source}: ok ({len(cfg.sites)} sites, {len(cfg.zones)} zones, "
+        f"{len(cfg.devices)} devices{pts}; {len(warnings)} warnings)")
     if show_summary:
         for line in summary(cfg):
-            click.echo(line)
+            say(line)

@@ -9,7 +9,7 @@ import sys
 import click
 
 from facility.cli.errors import CHECK_FAILED, USAGE, CliError
-from facility.cli.group import cli, config_option, load
+from facility.cli.group import cli, config_option, load, say
 
 
 def _tz(cfg, site: str | None, zone: str | None) -> str:
@@ -48,7 +48,7 @@ def _audit_key(cfg, required: bool = False) -> bytes | None:
     except AuditKeyError as exc:
         if required:
             raise CliError(str(exc), USAGE) from None
-        click.echo(f"warning: {exc}; continuing without the key", err=True)
+        say(f"warning: {exc}; continuing without the key", err=True)
         return None
 
 
@@ -83,7 +83,10 @@ def export_cmd(config_path, frm, to, out, site, zone):
         else:
             manifest, sha = export(cfg, store, req)
     rows = manifest["files"]["samples.csv"]["rows"]
-    click.echo(f"{out}: {len(manifest['files'])} files, {rows} samples, manifest sha256 {sha}")
+    signed = (f"signed by {manifest['signature']['key']}" if "signature" in manifest else
+              "NOT signed (the signing key is not readable by this user; export as the "
+              "service account)")
+    say(f"{out}: {len(manifest['files'])} files, {rows} samples, manifest sha256 {sha}, {signed}")
 
 
 def _read_key_file(path: str) -> bytes:
@@ -101,10 +104,18 @@ def _read_key_file(path: str) -> bytes:
 @click.argument("folder", type=click.Path(file_okay=False))
 @click.option("--key", "key_file", default=None, type=click.Path(dir_okay=False),
               help="audit key file: also prove authenticity (HMAC)")
+@click.option("--trust", "trust", multiple=True, metavar="FINGERPRINT",
+              help="a trusted signing key (fingerprint or public key, see `facility keys show`);"
+                   " repeatable")
+@click.option("--trust-file", "trust_files", multiple=True, type=click.Path(dir_okay=False),
+              help="a file of trusted keys, one a line (# comments)")
+@click.option("--strict", is_flag=True,
+              help="exit 1 unless the manifest is signed by a trusted key")
 @click.option("--config", "config_path", default="config.toml", show_default=True,
               help="only to find storage.audit_key_env; verify itself needs only FOLDER")
-def verify_cmd(folder, key_file, config_path):
+def verify_cmd(folder, key_file, trust, trust_files, strict, config_path):
     """Re-check an export offline; exit 1 naming the first file and row that differ."""
+    from facility.records.signing import load_trust
     from facility.records.verify import verify_export
 
     if not os.path.isdir(folder):
@@ -121,10 +132,12 @@ def verify_cmd(folder, key_file, config_path):
                 pass
         if os.environ.get(env, "").strip():
             key = _read_key_file(os.environ[env].strip())
-    result = verify_export(folder, key)
+    result = verify_export(folder, key, load_trust(trust, trust_files))
     if not result.ok:
         raise CliError(f"{folder}: {result.problem}", CHECK_FAILED)
-    click.echo(f"{folder}: {result.summary}")
+    say(f"{folder}: {result.summary}")
+    if strict and not result.trusted:
+        raise CliError(f"{folder}: --strict: {result.origin}", CHECK_FAILED)
 
 
 @cli.command("archive")
@@ -146,11 +159,11 @@ def archive_cmd(config_path, before, out):
     cfg = load(config_path)
     key = _audit_key(cfg)
     done = archive(cfg, cfg.db_path, before, out, key=key,
-                   log=lambda m: click.echo(m, err=True))
+                   log=lambda m: say(m, err=True))
     for a in done:
-        click.echo(f"{a.day}: {a.rows} rows -> {a.path} (manifest sha256 {a.manifest_sha256})")
+        say(f"{a.day}: {a.rows} rows -> {a.path} (manifest sha256 {a.manifest_sha256})")
     if not done:
-        click.echo(f"nothing to archive before {before}")
+        say(f"nothing to archive before {before}")
 
 
 @cli.command("classify")
@@ -180,4 +193,6 @@ def classify_cmd(config_path, zone, frm, to, as_json):
                       for s in result.sizes]}, sort_keys=True))
     else:
         for line in result.lines():
-            click.echo(line)
+            say(line)
+    if not result.passed:
+        sys.exit(CHECK_FAILED)  # the zone does not meet its class: a failed check, exit 1

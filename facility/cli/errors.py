@@ -47,3 +47,28 @@ def translate(exc: BaseException) -> CliError | None:
     if isinstance(exc, FileNotFoundError):
         return CliError(f"file not found: {exc.filename or exc}", RUNTIME)
     return None
+
+
+def check_text_file(path: str, what: str = "a UTF-8 text file") -> None:
+    """A file a command reads as text: one line naming it when it is missing, a folder, not
+    readable or not UTF-8 (e.g. a binary given to ``backtest --samples``)."""
+    import os
+
+    if os.path.isdir(path):
+        raise CliError(f"{path}: is a folder; give {what}", USAGE)
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except FileNotFoundError:
+        raise CliError(f"{path}: file not found", USAGE) from None
+    except OSError as exc:
+        raise CliError(f"{path}: cannot read: {exc.strerror or exc}", RUNTIME) from None
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise CliError(f"{path}: line {line}: is not text (byte 0x{raw[exc.start]:02x} is not"
+                       f" UTF-8); give {what}", USAGE) from None
+    if b"\x00" in raw:
+        line = raw.count(b"\n", 0, raw.index(b"\x00")) + 1
+        raise CliError(f"{path}: line {line}: is not text (a NUL byte); give {what}", USAGE)

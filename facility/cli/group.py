@@ -12,6 +12,7 @@ from __future__ import annotations
 import click
 
 from facility.cli.errors import INTERNAL, CliError, Exit
+from facility.domain.text import clean_terminal
 
 CONFIG_HELP = "configuration file (default ./config.toml); the database path comes from it"
 
@@ -28,7 +29,7 @@ class FacilityGroup(click.Group):
             ctx.exit(exc.code)
         except CliError as exc:
             for line in exc.lines:
-                click.echo(line, err=True)
+                say(line, err=True)
             ctx.exit(exc.code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -41,10 +42,10 @@ class FacilityGroup(click.Group):
             mapped = translate(exc)
             if mapped is not None:
                 for line in mapped.lines:
-                    click.echo(line, err=True)
+                    say(line, err=True)
                 ctx.exit(mapped.code)
-            click.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for"
-                       " the traceback)", err=True)
+            say(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for"
+                " the traceback)", err=True)
             ctx.exit(INTERNAL)
 
 
@@ -60,6 +61,18 @@ def cli(ctx, debug):
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+
+
+def say(line: str, err: bool = False) -> None:
+    """Print one line for a person (stdout, or stderr with ``err``).
+
+    Operator text is data: reasons, logins, names and config strings reach the terminal with
+    their control characters and escape sequences dropped and their newlines as spaces
+    (``facility.domain.text.clean_terminal``), so a reason cannot move the cursor, retitle
+    the window or forge a line of the listing. JSON lines pass unchanged (``json.dumps``
+    escapes every control character already).
+    """
+    click.echo(clean_terminal(line), err=err)
 
 
 def config_option(f):

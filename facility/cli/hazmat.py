@@ -14,7 +14,7 @@ from __future__ import annotations
 import click
 
 from facility.cli.errors import CHECK_FAILED, USAGE, CliError, Exit
-from facility.cli.group import cli, config_option, load
+from facility.cli.group import cli, config_option, load, say
 from facility.domain.vocab import has_role
 from facility.service.socket import current_login
 
@@ -61,7 +61,7 @@ def _book(cfg, movement: str, **fields) -> None:
     except (ActionRefused, HazmatError) as exc:
         raise CliError(f"refused: {exc}", USAGE) from None
     for line in lines:
-        click.echo(line, err=line.startswith("warning:"))
+        say(line, err=line.startswith("warning:"))
 
 
 def _reader(cfg):
@@ -85,7 +85,7 @@ def stock(config_path):
     with _reader(cfg) as store:
         lines = cmd_stock(cfg, store)
     for line in lines:
-        click.echo(line)
+        say(line)
 
 
 @hazmat.command("receive")
@@ -138,6 +138,6 @@ def check(config_path):
     with _reader(cfg) as store:
         lines, code = cmd_check(cfg, store)
     for line in lines:
-        click.echo(line)
+        say(line)
     if code:
         raise Exit(CHECK_FAILED)

@@ -12,7 +12,7 @@ import json
 import click
 
 from facility.cli.errors import USAGE, CliError
-from facility.cli.group import cli, config_option, load
+from facility.cli.group import cli, config_option, load, say
 from facility.domain.vocab import PRIORITIES
 
 NO_SITE = "no site (the monitoring's own health alarms)"
@@ -136,9 +136,9 @@ def kpi_cmd(config_path, frm, to, site, as_json):
                                "days": round((hi - lo) / 86_400_000, 6), "sites": records}))
         return
     first = result.total
-    click.echo(f"alarm KPIs for [{local_iso(lo, tz)}, {local_iso(hi, tz)}): {first.periods} "
-               f"ten-minute periods, {first.days:.2f} days")
+    say(f"alarm KPIs for [{local_iso(lo, tz)}, {local_iso(hi, tz)}): {first.periods} "
+        f"ten-minute periods, {first.days:.2f} days")
     for rec in records:
-        click.echo("")
+        say("")
         for line in site_lines(rec, tzs.get(rec["site"], tz)):
-            click.echo(line)
+            say(line)

@@ -11,8 +11,8 @@ from collections.abc import Iterable
 
 import click
 
-from facility.cli.errors import RUNTIME, CliError, Exit
-from facility.cli.group import cli, config_option, load
+from facility.cli.errors import RUNTIME, CliError, Exit, check_text_file
+from facility.cli.group import cli, config_option, load, say
 from facility.domain.model import Quality, iso_ms
 
 
@@ -34,6 +34,11 @@ def run(headless, cycle_s, verbose, config_path):
     from facility.service.service import Service
 
     cfg = load(config_path)
+    from facility.cli.config import extra_problems
+
+    problems, _warnings, _cat = extra_problems(cfg)  # what check-config refuses, run refuses
+    if problems:
+        raise CliError(problems, 2)
     _logging(verbose)
     try:
         if headless:
@@ -58,6 +63,9 @@ def simulate(scenario, seed, speed, bind, config_path):
     """Serve every configured device (Modbus/TCP) with plausible physics."""
     from sensors.simulator import SCENARIOS, run_simulator
 
+    if not (math.isfinite(speed) and 0 < speed):
+        raise CliError(f"--speed {speed!r} is not allowed; a time acceleration > 0, e.g. 1"
+                       " (real time) or 60")
     cfg = load(config_path)
     if scenario not in SCENARIOS:
         raise CliError(f"--scenario {scenario!r} is not known; use one of {', '.join(SCENARIOS)}")
@@ -83,7 +91,7 @@ def poll(device, once, as_json, config_path):  # noqa: ARG001 - --once is requir
     result = read_once(cfg, device)
     fmt = format_poll_json if as_json else format_poll_text
     for line in fmt(result.samples, cfg):
-        click.echo(line)
+        say(line)
     if result.all_dead:  # docs/ARCHITECTURE.md "The command line": all dead, exit 3
         raise Exit(RUNTIME)
 
@@ -165,6 +173,8 @@ def backtest(samples_file, from_, to, alert_fraction, as_json, config_path):
         raise CliError("give either --samples FILE.csv or --from T --to T")
     if not samples_file and not (from_ and to):
         raise CliError("--from and --to go together")
+    if samples_file:
+        check_text_file(samples_file, "a CSV of ts,point,value[,quality]")
     for line in backtest_command(cfg, samples_file=samples_file, from_=from_, to=to,
                                  alert_fraction=alert_fraction, as_json=as_json):
-        click.echo(line if isinstance(line, str) else json.dumps(line))
+        say(line if isinstance(line, str) else json.dumps(line))

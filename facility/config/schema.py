@@ -7,6 +7,7 @@ found by reading the dataclass fields), then runs the cross-checks.
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
 
 
@@ -38,6 +39,7 @@ class StorageCfg:
     path: str = "var/facility.db"  # relative to the config file's folder
     retention_days: int = 400  # raw partitions older than this may be purged (GMP: archived first)
     audit_key_env: str = "FACILITY_AUDIT_KEY_FILE"  # env var naming the HMAC key file
+    signing_key_env: str = "FACILITY_SIGNING_KEY_FILE"  # env var naming the Ed25519 key file
     free_disk_min_mb: int = 1024  # below this a system alarm is raised
 
 
@@ -139,6 +141,11 @@ class Device:
     flapping link raises once instead of chattering (ISA-18.2 off-delay)."""
     comm_justification: str | None = None
     """Why a toxic-gas detector's ``comm_delay_s`` may exceed 10 s (check-config asks)."""
+    calibrated_on: datetime.date | None = None
+    """Date of the last calibration, ``"YYYY-MM-DD"`` (ISO 21501-4 for particle counters)."""
+    calibration_due: datetime.date | None = None
+    """Date the next calibration is due, ``"YYYY-MM-DD"``; overdue raises an alarm, 30 days
+    before a low-priority warning (docs/ARCHITECTURE.md "Calibration tracking")."""
     points: tuple[Point, ...] = ()
 
 
@@ -197,6 +204,10 @@ class Channel:
     starttls: bool = False
     command: tuple[str, ...] = ()
     timeout_s: float = 10.0
+    env: tuple[str, ...] = ("PATH",)
+    """Environment variables a command channel's command receives (default only ``PATH``;
+    e.g. ``["PATH", "SMS_TOKEN"]``); it gets no others, so the service's secrets stay with
+    the service, and the values of those not plainly public are scrubbed from its stderr."""
 
 
 @dataclass(frozen=True)

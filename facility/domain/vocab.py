@@ -48,6 +48,7 @@ ALARM_KINDS: tuple[str, ...] = (
     "stel", "twa",  # gas exposure over 15 min / 8 h
     "leak", "exhaust_fail",  # hazmat store leak sensor, gas cabinet exhaust
     "loop_lag", "skipped_runs", "disk_low", "clock_unsynced",  # the service watching itself
+    "store_full",  # cycles held in memory because the database could not be written
 )
 """The ``<kind>`` of an alarm id ``<subject>:<kind>`` (docs/ARCHITECTURE.md
 "Alarm lifecycle")."""

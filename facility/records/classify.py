@@ -102,12 +102,20 @@ class Classification:
         return out
 
 
+def is_particle_counter(dev) -> bool:
+    """A sampling location is a particle counter: the built-in counter profile, or a device
+    with an inline ``pc_<size>um`` point (pressure and T/RH transmitters are not locations)."""
+    return dev.profile == "particle-counter" or any(
+        size_of(f"{dev.id}.{p.name}") is not None for p in dev.points)
+
+
 class ZoneClassifier:
     """Accumulates good samples of a zone's ``pc_<size>um`` points (feed in any order)."""
 
     def __init__(self, zone, devices):
         self.zone = zone
-        self.locations = {d.id: (d.location or d.id) for d in devices if d.zone == zone.id}
+        self.locations = {d.id: (d.location or d.id) for d in devices
+                          if d.zone == zone.id and is_particle_counter(d)}
         self.sums: dict[tuple[str, float], list] = {}
 
     def wants(self, point: str) -> bool:

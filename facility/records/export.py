@@ -15,11 +15,13 @@ import getpass
 import json
 import os
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable
 
-from facility.domain.errors import UsageError
+from facility.domain.errors import FacilityError, UsageError
 from facility.domain.model import Quality, iso_ms, now_ms
+from facility.domain.text import neutralise_cell
+from facility.records.signing import manifest_signature
 from facility.records.verify import (
     MANIFEST,
     ROWHASH_CHARS,
@@ -50,6 +52,16 @@ AUDIT_COLUMNS = ["id", "ts", "ts_ms", "actor", "action", "subject", "reason", "d
 HAZMAT_COLUMNS = ["id", "ts", "container_id", "substance", "kind", "quantity", "unit",
                   "from_store", "from_compartment", "to_store", "to_compartment", "actor",
                   "reason", "audit_id"]
+NUMERIC_COLUMNS = {
+    "samples.csv": {"value"},
+    "alarms.csv": {"occurrence", "limit", "config_version", "raise_value", "events"},
+    "events.csv": {"event_id", "occurrence", "value", "limit", "config_version"},
+    "audit.csv": {"id", "ts_ms", "config_version"},
+    "hazmat_ledger.csv": {"id", "quantity", "audit_id"},
+}
+"""The number columns of each CSV; every other cell is text and is written through
+``facility.domain.text.neutralise_cell`` (OWASP "CSV Injection"), so a reason such as
+``=HYPERLINK(...)`` reaches a spreadsheet as text. Numbers stay numbers (``-12.5``)."""
 
 
 def software_version() -> str:
@@ -88,12 +100,16 @@ class CsvOut:
                          newline="\n")
         self.writer = csv.writer(self.fh, lineterminator="\n")
         self.writer.writerow(columns)
+        numeric = NUMERIC_COLUMNS.get(name, set())
+        self.text = [c not in numeric for c in columns]
         self.h = chain_start(columns)
         self.rows = 0
         self.checkpoints: list[str] = []
 
     def write(self, fields: list[str]) -> None:
-        """Append one record (already formatted as strings)."""
+        """Append one record (already formatted as strings); text cells are neutralised and
+        the row chain covers the cells as written (``restore_cell`` gives the text back)."""
+        fields = [neutralise_cell(f) if t else f for f, t in zip(fields, self.text)]
         self.writer.writerow(fields)
         self.h = chain_next(self.h, fields)
         self.rows += 1
@@ -126,6 +142,7 @@ class ExportRequest:
     checkpoint_every: int = CHECKPOINT_EVERY
     chunk: int = 10_000
     key: bytes | None = None
+    signing_key: Any = None  # Ed25519 private key: the manifest is signed (records/signing.py)
     report: bool = True
     extra_manifest: dict = field(default_factory=dict)
 
@@ -295,6 +312,21 @@ def write_configs(store, req: ExportRequest, referenced: Iterable[int]) -> dict:
     return entries
 
 
+def witness_fields(cfg) -> dict:
+    """``witness``: the latest signed checkpoint of the chain head from the witness file (None
+    when there is none or it is not readable here); ``key_history``: the signing key's rotation
+    announcements, so trust in an old key extends to the key that signed this manifest."""
+    from facility.store.keys import read_keyring, signing_key_path
+    from facility.store.witness import last_checkpoint, witness_path
+
+    try:
+        checkpoint = last_checkpoint(witness_path(cfg))
+    except (OSError, FacilityError):  # a broken witness is `facility audit verify`'s to name
+        checkpoint = None
+    return {"witness": checkpoint,
+            "key_history": read_keyring(os.path.dirname(os.path.abspath(signing_key_path(cfg))))}
+
+
 def finish_manifest(req: ExportRequest, entries: dict[str, dict], extra: dict) -> tuple[dict, str]:
     """Hash every file, write manifest.json; return it and the file's SHA-256."""
     for name, entry in entries.items():
@@ -321,6 +353,8 @@ def finish_manifest(req: ExportRequest, entries: dict[str, dict], extra: dict) -
     manifest["manifest_sha256"] = manifest_digest(manifest)
     if req.key is not None:
         manifest["manifest_hmac"] = manifest_hmac(manifest, req.key)
+    if req.signing_key is not None:
+        manifest["signature"] = manifest_signature(manifest["manifest_sha256"], req.signing_key)
     path = os.path.join(req.out, MANIFEST)
     with open(path, "w", encoding="utf-8", newline="\n") as fh:
         json.dump(manifest, fh, indent=1, sort_keys=False, ensure_ascii=False)
@@ -330,7 +364,13 @@ def finish_manifest(req: ExportRequest, entries: dict[str, dict], extra: dict) -
 
 def export(cfg, store, req: ExportRequest,
            progress: Callable[[int], None] | None = None) -> tuple[dict, str]:
-    """Write a complete export folder; return (manifest, SHA-256 of manifest.json)."""
+    """Write a complete export folder; return (manifest, SHA-256 of manifest.json).
+
+    Signed with ``req.signing_key``, else with the site's key when this user can read it."""
+    if req.signing_key is None and cfg is not None:
+        from facility.store.keys import signing_key
+
+        req = replace(req, signing_key=signing_key(cfg))
     _prepare_out(req.out)
     points = selected_points(store, req.site, req.zone)
     report_data = None
@@ -354,6 +394,8 @@ def export(cfg, store, req: ExportRequest,
     entries.update(write_configs(store, req, versions))
     extra = {"installation": cfg.facility.id if cfg is not None else None,
              "database": os.path.basename(store.path), "audit": audit_info}
+    if cfg is not None:
+        extra.update(witness_fields(cfg))
     if report_data is not None:
         from facility.records.report.html import render_report
 

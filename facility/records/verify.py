@@ -18,10 +18,17 @@ configuration. What an export carries so that any change is found *and named*:
   the sidecar's own SHA-256.
 * ``audit.csv`` is the audit trail's slice with ``prev_hash``/``hash``/``row_sha256``:
   continuity, content against ``facility.store.audit.canonical`` and, with the key, the HMAC.
+* Origin: the manifest's Ed25519 ``signature`` (:mod:`facility.records.signing`) is checked
+  against the trusted keys; without one the result says "integrity only".
+* Cross-check against the chain: every ``cycle_digest`` row in ``audit.csv`` whose cycle lies
+  inside the range has its ``samples_sha256`` and ``events_sha256`` re-derived from
+  ``samples.csv`` and ``events.csv`` (:func:`_check_digests`), so changing a sample or an event
+  means forging the audit rows, the manifest and its signature, not just recomputing hashes.
 """
 
 from __future__ import annotations
 
+import bisect
 import csv
 import hashlib
 import hmac
@@ -31,12 +38,16 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from facility.domain.model import Quality
+from facility.domain.text import restore_cell
+from facility.records.signing import OriginError, check_origin
 from facility.store.audit import CANONICAL_FIELDS, canonical, canonical_doc, chain_hash
+from facility.store.digest import event_doc, events_sha256, sample_line
 
 MAGIC = b"facility-export-rows/1\n"
 ROWHASH_CHARS = 16
 MANIFEST = "manifest.json"
-SELF_FIELDS = ("manifest_sha256", "manifest_hmac")
+SELF_FIELDS = ("manifest_sha256", "manifest_hmac", "signature")
 
 
 def row_bytes(fields: Iterable[str]) -> bytes:
@@ -89,6 +100,8 @@ class Result:
     summary: str
     problem: str | None = None
     checked: dict[str, Any] = field(default_factory=dict)
+    origin: str = ""  # what the signature proves ("origin: ..." or "... integrity only ...")
+    trusted: bool = False  # the manifest is signed by a trusted key
 
 
 class Failed(Exception):
@@ -174,7 +187,9 @@ def _audit_rows(folder: str) -> Iterable[dict]:
 
 
 def _typed(rec: dict) -> dict:
-    row: dict[str, Any] = dict(rec)
+    # text cells were neutralised on export (facility.domain.text); numeric cells never start
+    # with a quote, so restoring every cell gives back the stored values
+    row: dict[str, Any] = {k: restore_cell(v) if isinstance(v, str) else v for k, v in rec.items()}
     for k in ("id", "ts_ms", "config_version"):
         row[k] = int(rec[k]) if rec.get(k) not in (None, "") else None
     for k in ("subject", "reason", "details"):
@@ -229,11 +244,136 @@ def _check_audit(folder: str, manifest: dict, key: bytes | None) -> int:
     return n
 
 
-def verify_export(folder: str, key: bytes | None = None) -> Result:
-    """Verify an export folder; the first problem found is returned in ``problem``."""
+def _ms(iso: str) -> int:
+    """``YYYY-MM-DDTHH:MM:SS.sssZ`` (as written by the export) to epoch milliseconds."""
+    from datetime import datetime, timezone
+
+    dt = datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    return int(round(dt.timestamp() * 1000))
+
+
+def _digest_rows(folder: str) -> list[tuple[int, dict]]:
+    rows = []
+    for rec in _audit_rows(folder):
+        if rec.get("action") == "cycle_digest" and rec.get("details"):
+            try:
+                rows.append((int(rec["id"]), json.loads(_typed(rec)["details"])))
+            except ValueError:
+                raise Failed(f"audit.csv audit id {rec.get('id')}: cycle_digest details are not "
+                             "JSON (edited)") from None
+    return rows
+
+
+EVENT_INT = {"id", "occurrence", "ts_ms", "detected_ms", "config_version"}
+EVENT_REAL = {"value", "limit"}
+EVENT_FROM_CSV = {"event_id": "id", "ts": "ts_ms", "detected": "detected_ms"}
+
+
+def _event_doc(rec: dict) -> bytes:
+    """The stored-row document of an events.csv record (an empty cell was a null)."""
+    row: dict[str, Any] = {}
+    for col, cell in rec.items():
+        name = EVENT_FROM_CSV.get(col, col)
+        if name in ("ts_ms", "detected_ms"):
+            row[name] = _ms(cell) if cell else None
+        elif name in EVENT_INT:
+            row[name] = int(cell) if cell else None
+        elif name in EVENT_REAL:
+            row[name] = float(cell) if cell else None
+        else:
+            row[name] = restore_cell(cell) if cell else None
+    return event_doc(row)
+
+
+def _check_digests(folder: str, manifest: dict) -> int:
+    """Re-derive every in-range cycle's sample and event digests from the CSVs; return how many
+    cycles were checked. Skipped (0) under a site/zone filter, which exports part of a cycle."""
+    files = manifest["files"]
+    filters = manifest.get("filters") or {}
+    if "audit.csv" not in files or filters.get("site") or filters.get("zone"):
+        return 0
+    rng = manifest.get("range") or {}
+    lo_ms, hi_ms = rng.get("from_ms"), rng.get("to_ms")
+    cycles = [(rid, d) for rid, d in _digest_rows(folder) if d.get("v", 1) >= 2]
+    if not cycles or lo_ms is None or hi_ms is None:
+        return 0
+    late_of: dict[tuple[str, int, str], int] = {}  # (day, ts, point) -> cycle that stored it late
+    for rid, d in cycles:
+        for day, rows in (d.get("late") or {}).items():
+            for ts, point in rows:
+                late_of[(day, int(ts), point)] = rid
+    inside = [(rid, d) for rid, d in cycles if d.get("samples", 0) == 0
+              or (d.get("ts_min_ms") is not None and lo_ms <= d["ts_min_ms"]
+                  and d.get("ts_max_ms", hi_ms) < hi_ms)]
+    regions: dict[str, list[tuple[int, int, int]]] = {}  # day -> [(lo, hi, cycle id)] by lo
+    for rid, d in inside:
+        for day, (lo, hi) in (d.get("ranges") or {}).items():
+            regions.setdefault(day, []).append((int(lo), int(hi), rid))
+    starts = {day: [r[0] for r in sorted(rs)] for day, rs in regions.items()}
+    regions = {day: sorted(rs) for day, rs in regions.items()}
+    hashes = {rid: hashlib.sha256() for rid, _ in inside}
+    counts = dict.fromkeys(hashes, 0)
+    labels = {q.label: int(q) for q in Quality}
+    if "samples.csv" in files and regions:
+        with open(os.path.join(folder, "samples.csv"), encoding="utf-8", newline="") as fh:
+            for n, rec in enumerate(csv.DictReader(fh), start=2):
+                ts = _ms(rec["ts"])
+                day = rec["ts"][:10]
+                point = restore_cell(rec["point"])
+                owner = late_of.get((day, ts, point))
+                if owner is None and day in regions:
+                    k = bisect.bisect_left(starts[day], ts) - 1  # last region with lo < ts
+                    if k >= 0 and ts <= regions[day][k][1]:
+                        owner = regions[day][k][2]
+                if owner not in hashes:
+                    continue
+                value = float(rec["value"]) if rec["value"] else None
+                q = labels.get(rec["quality"])
+                if q is None:
+                    raise Failed(f"samples.csv row {n - 1}: quality {rec['quality']!r} unknown")
+                hashes[owner].update(sample_line(ts, point, value, q))
+                counts[owner] += 1
+    events: dict[int, list[dict]] = {}
+    if "events.csv" in files:
+        with open(os.path.join(folder, "events.csv"), encoding="utf-8", newline="") as fh:
+            for rec in csv.DictReader(fh):
+                events[int(rec["event_id"])] = rec
+    for rid, d in inside:
+        if counts[rid] != d.get("samples", 0) or hashes[rid].hexdigest() != d.get(
+                "samples_sha256", hashlib.sha256().hexdigest()):
+            raise Failed(f"samples.csv: cycle {rid} (audit id) has {counts[rid]} samples here, "
+                         f"its signed digest row says {d.get('samples', 0)}; the samples differ "
+                         "from the chain (changed, deleted or inserted)")
+        ids = d.get("event_ids")
+        if ids:
+            docs = []
+            for eid in range(ids[0], ids[1] + 1):
+                if eid not in events:
+                    raise Failed(f"events.csv: event {eid} of cycle {rid} (audit id) is missing "
+                                 "(deleted)")
+                docs.append(_event_doc(events[eid]))
+            if events_sha256(docs) != d.get("events_sha256"):
+                raise Failed(f"events.csv: events {ids[0]}-{ids[1]} differ from the digest of "
+                             f"cycle {rid} (audit id) in the chain (changed)")
+    return len(inside)
+
+
+def verify_export(folder: str, key: bytes | None = None,
+                  trusted: set[str] | None = None) -> Result:
+    """Verify an export folder; the first problem found is returned in ``problem``.
+
+    ``trusted``: fingerprints whose signature proves origin (see
+    :mod:`facility.records.signing`); without them the result's ``origin`` says the check was
+    of integrity only."""
     checked: dict[str, Any] = {}
+    origin, is_trusted = "", False
     try:
         manifest = _load_manifest(folder, key)
+        try:
+            origin = check_origin(manifest, trusted)
+        except OriginError as exc:
+            raise Failed(str(exc)) from None
+        is_trusted = origin.startswith("origin:")
         files = manifest["files"]
         every = int(manifest.get("checkpoint_every") or 10_000)
         listed = set(files) | {MANIFEST}
@@ -254,18 +394,20 @@ def verify_export(folder: str, key: bytes | None = None) -> Result:
                 raise Failed(f"{name}: {size} bytes, the manifest says {files[name].get('bytes')}")
         if "audit.csv" in files:
             checked["audit_rows"] = _check_audit(folder, manifest, key)
+            checked["cycles"] = _check_digests(folder, manifest)
         extra = sorted(set(os.listdir(folder)) - listed)
         if extra:
             raise Failed(f"{extra[0]}: not in the manifest (added after the export)")
     except Failed as exc:
-        return Result(False, str(exc), str(exc), checked)
+        return Result(False, str(exc), str(exc), checked, origin, is_trusted)
     rows = sum(v for k, v in checked.items() if k.endswith(".csv"))
     auth = "authentic (HMAC)" if key is not None else "continuity only (no key)"
     head = (manifest.get("audit") or {}).get("chain_head") or {}
     summary = (f"ok: {len(files)} files, {rows} rows, audit slice "
                f"{checked.get('audit_rows', 0)} rows {auth}; chain head "
-               f"#{head.get('id')} {str(head.get('hash'))[:12]}")
-    return Result(True, summary, None, checked)
+               f"#{head.get('id')} {str(head.get('hash'))[:12]}; {checked.get('cycles', 0)} "
+               f"cycles cross-checked against their digest rows; {origin}")
+    return Result(True, summary, None, checked, origin, is_trusted)
 
 
 __all__ = ["CANONICAL_FIELDS", "Result", "chain_next", "chain_start", "file_sha256",

@@ -137,13 +137,16 @@ class HealthProbe:
         self._prev_lag_s = 0.0
         self._skipped_seen: dict[str, int] = {}
         self._skips: dict[str, deque[tuple[int, int]]] = {}
+        self.unwritten = 0
+        """Cycles the service holds because the store is full (``Service._flush``)."""
 
     def samples(self, now: int, lag_s: float, poller) -> list[Sample]:
         """Sustained loop lag and each connection's skipped scans in the last 60 s every
         cycle; free disk and clock sync every minute."""
         sustained = min(lag_s, self._prev_lag_s)  # one late cycle is not a lagging loop
         self._prev_lag_s = lag_s
-        out = [Sample("system.loop_lag_s", now, round(sustained, 3), Quality.GOOD)]
+        out = [Sample("system.loop_lag_s", now, round(sustained, 3), Quality.GOOD),
+               Sample("system.store_unwritten", now, float(self.unwritten))]
         for job_id, job in (getattr(poller, "jobs", None) or {}).items():
             total = int(job.skipped)
             new = total - self._skipped_seen.get(job_id, 0)

@@ -23,8 +23,10 @@ from zoneinfo import ZoneInfo
 from alarms.lifecycle import Event, Refused
 from facility.config.schema import Config
 from facility.domain.model import iso_ms, now_ms
+from facility.domain.text import REASON_MAX
 from facility.domain.vocab import ZONE_MODES, has_role
 from facility.service.alarm_book import AlarmBook
+from facility.service.socket import INVALID_REQUEST
 
 # action -> (lifecycle event, role needed). Roles are configured per login in [[operators]];
 # a critical alarm also needs shelve_critical to be shelved (alarms.lifecycle) or taken out
@@ -88,7 +90,10 @@ class ActionHandler:
         action = str(req.get("action") or "")
         if action == "ping":
             return {"ok": True, "message": f"service pid {os.getpid()} running"}
-        if action == "hazmat":
+        problem = request_problem(req)
+        if problem is not None:
+            reply = self._refuse(login, *_refusal_subject(req), problem)
+        elif action == "hazmat":
             reply = await self._hazmat(login, req)
         else:
             reply = self._decide(login, action, req)
@@ -312,6 +317,58 @@ class ActionHandler:
                     mode = entry.rsplit(" ", 1)[1]
                     if self.ctx.modes.get(zone.id, (None,))[0] != mode:
                         self.set_mode(zone.id, mode, t, "schedule", f"schedule: {entry}")
+
+
+TEXT_FIELDS = ("action", "alarm", "device", "zone", "mode", "movement", "container", "substance",
+               "unit", "store", "compartment", "reason")
+"""Request fields that, when present, must be JSON strings (the rest are numbers)."""
+
+
+def request_problem(req: dict) -> str | None:
+    """Why a request cannot be acted on as sent (one line), before any role or state check.
+
+    The socket hands over what any local user wrote: a field of the wrong JSON type or a
+    reason longer than ``REASON_MAX`` is refused here, and the refusal audited like any
+    other, instead of failing somewhere inside (docs/ARCHITECTURE.md "The action socket
+    under abuse").
+    """
+    if req.get("action") == INVALID_REQUEST:
+        return str(req.get("refusal") or "bad request")
+    for name in TEXT_FIELDS:
+        value = req.get(name)
+        if value is not None and not isinstance(value, str):
+            return f"bad request: {name} must be text, not {_json_type(value)}"
+    for name, kinds in (("occurrence", (int,)), ("quantity", (int, float))):
+        value = req.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
+            return f"bad request: {name} must be a number, not {_json_type(value)}"
+    reason = (req.get("reason") or "").strip()
+    if len(reason) > REASON_MAX:
+        return (f"reason is {len(reason)} characters, at most {REASON_MAX} are accepted;"
+                " shorten it")
+    return None
+
+
+def _refusal_subject(req: dict) -> tuple[str, str, str | None]:
+    """(action, subject, reason) of a refused request for its audit row: only what is text,
+    and the reason cut to ``REASON_MAX`` characters (the refusal says how long it was)."""
+    def text(name: str) -> str | None:
+        value = req.get(name)
+        return value if isinstance(value, str) else None
+
+    action = text("action") or "request"
+    if action == INVALID_REQUEST:
+        action = "request"
+    elif action == "hazmat":  # as ActionHandler._hazmat names it
+        action = f"hazmat_{text('movement') or ''}"
+    subject = text("alarm") or text("device") or text("zone") or text("container") or ""
+    reason = (text("reason") or "").strip()[:REASON_MAX] or None
+    return action, subject, reason
+
+
+def _json_type(value) -> str:
+    return {bool: "true/false", int: "a number", float: "a number", str: "text",
+            list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
 
 
 def _duration(req: dict) -> tuple[float | None, str | None]:

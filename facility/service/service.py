@@ -37,13 +37,83 @@ from facility.service.health import HealthProbe, ServiceLock, sd_notify
 from facility.service.operator_actions import ActionContext, ActionHandler
 from facility.service.socket import ActionServer, socket_path
 from facility.store import Cycle, Store
-from facility.store.keys import audit_key
+from facility.store.errors import StoreFull
+from facility.store.keys import audit_key, signing_key
+from facility.store.witness import append_checkpoint, witness_path
 from hazmat import ledger
 from hazmat.commands import book as book_movement
 
 log = logging.getLogger("facility.service.service")
 ENGINE_SAVE_EVERY = 10  # cycles; alarm rows are authoritative for "active" on restore
 DISPATCHER_STOP_S = 15.0  # at stop, how long the dispatcher may finish its deliveries
+WITNESS_S = 60.0  # how often the chain head is checkpointed to the witness file
+BUFFER_CYCLES = 3600
+"""Cycles held in memory while the store is full (docs/ARCHITECTURE.md "Disk full"): one hour at
+the default 1 s cycle; beyond it the oldest are dropped and a gap record says how many."""
+RETRY_MAX_S = 30.0  # backoff ceiling between write attempts while the store is full
+
+
+class HeldCycles:
+    """Cycles not yet written because the store is full, written in order when space returns.
+
+    ``write`` is called on the writer thread with each new cycle: held cycles go first, and a
+    full store keeps the new one too (at most ``limit``; the oldest beyond are dropped and
+    counted). Attempts back off from one cycle to ``RETRY_MAX_S``. The first write after a
+    drop carries an audited ``store_gap`` row with the time range and counts lost.
+    """
+
+    def __init__(self, store: Store, limit: int = BUFFER_CYCLES):
+        self.store, self.limit = store, limit
+        self.held: list[Cycle] = []
+        self.lost = {"cycles": 0, "samples": 0, "events": 0, "from_ms": None, "to_ms": None}
+        self._wait_s, self._next_try = 0.0, 0.0
+
+    def __len__(self) -> int:
+        return len(self.held)
+
+    def write(self, cycle: Cycle) -> bool:
+        """Write held cycles then ``cycle``; True when everything pending is stored."""
+        self.held.append(cycle)
+        while len(self.held) > self.limit:
+            self._drop(self.held.pop(0))
+        if time.monotonic() < self._next_try:
+            return False
+        while self.held:
+            head = self.held[0]
+            if self.lost["cycles"]:
+                head.audit.append(self._gap_row())
+            try:
+                self.store.write_cycle(head)
+            except StoreFull as exc:
+                if self.lost["cycles"]:
+                    head.audit.pop()
+                self._wait_s = min(RETRY_MAX_S, max(1.0, 2 * self._wait_s))
+                self._next_try = time.monotonic() + self._wait_s
+                log.error("store full, %d cycle(s) held, next try in %.0f s: %s",
+                          len(self.held), self._wait_s, exc)
+                return False
+            self.held.pop(0)
+            self.lost = {"cycles": 0, "samples": 0, "events": 0, "from_ms": None, "to_ms": None}
+        self._wait_s, self._next_try = 0.0, 0.0
+        return True
+
+    def _drop(self, cycle: Cycle) -> None:
+        lost = self.lost
+        ts = [s.ts_ms for s in cycle.samples]
+        lost["cycles"] += 1
+        lost["samples"] += len(cycle.samples)
+        lost["events"] += len(cycle.events)
+        if ts:
+            lost["from_ms"] = min(ts) if lost["from_ms"] is None else min(lost["from_ms"], min(ts))
+            lost["to_ms"] = max(ts) if lost["to_ms"] is None else max(lost["to_ms"], max(ts))
+
+    def _gap_row(self) -> dict:
+        n = self.lost
+        return {"action": "store_gap", "actor": "service", "subject": "system",
+                "reason": (f"store full: {n['cycles']} cycle(s) with {n['samples']} sample(s)"
+                           f" and {n['events']} event(s) were not stored (buffer of {self.limit}"
+                           " cycles exhausted)"),
+                "details": dict(n)}
 
 
 class Service:
@@ -61,6 +131,8 @@ class Service:
         # and what crosses to it is plain data (a Cycle, a PageBatch), never live state.
         self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="store-writer")
         self.store: Store | None = None
+        self.signing_key = None  # Ed25519, loaded (created on first start) by _open_store
+        self.witnessed: dict | None = None  # the last witness checkpoint (for the heartbeat)
         self.cycles = 0
         self.stopping = asyncio.Event()
         self._lock = ServiceLock(self.db_path)
@@ -122,6 +194,7 @@ class Service:
         """Runs on the writer thread (the connection lives there); returns, for the event
         loop, the store, the config version and what was stored before (plain rows)."""
         key = audit_key(self.cfg, create=True)
+        self.signing_key = signing_key(self.cfg, create=True)
         store = Store(self.db_path, key=key)
         try:
             store.add_migrations(OUTBOX_NAMESPACE, OUTBOX_MIGRATIONS)
@@ -146,6 +219,7 @@ class Service:
         """Lock, open, restore, compile kernels, start pollers, socket and dispatcher."""
         self._lock.acquire()
         self.store, self.config_version, self._restored = await self._in_writer(self._open_store)
+        self.held = HeldCycles(self.store)
         self.book = AlarmBook(self.cfg, self.metas, self.config_version, points=self._point_info)
         restored = self.book.restore(self._restored["alarms"])
         self.engine.load_state(self._restored["engine"] or {})
@@ -181,7 +255,8 @@ class Service:
         self.poller = self._make_poller()
         self.poller.start()
         self._tasks = [asyncio.create_task(self.dispatcher.run(), name="dispatcher"),
-                       asyncio.create_task(self._heartbeat_loop(), name="heartbeat")]
+                       asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+                       asyncio.create_task(self._witness_loop(), name="witness")]
         log.info("service started: %d points, %d rules, %d alarms restored, db %s",
                  len(self.cat.points), len(self.cat.rules), restored, self.db_path)
 
@@ -365,7 +440,8 @@ class Service:
                                                    "cycles": self.cycles}},
                       zone_modes=self.actions.take_mode_rows(),
                       extra=[self._pages(pending.effects, now)])
-        await self._in_writer(self.store.write_cycle, cycle)
+        await self._in_writer(self.held.write, cycle)
+        self.health.unwritten = len(self.held) + (self.store.unfinished is not None)
         if pending.effects:
             self.dispatcher.wake()
 
@@ -377,10 +453,36 @@ class Service:
         """
         return functools.partial(self.book.page_batch(effects, now).write, self.pager)
 
+    def _checkpoint(self) -> dict | None:
+        """Writer thread: append a signed checkpoint of the audit chain head to the witness
+        file (fsynced; skipped when the head has not moved); remember it for the heartbeat."""
+        head = self.store.audit_head()
+        if head is None or self.signing_key is None:
+            return None
+        line = append_checkpoint(witness_path(self.cfg), self.signing_key, head["id"],
+                                 head["hash"])
+        if line is not None:
+            self.witnessed = line
+        return self.witnessed
+
+    async def _witness_loop(self) -> None:
+        """Checkpoint the chain head every ``WITNESS_S`` (and once at start; ``stop`` writes
+        the last one), off the event loop (docs/ARCHITECTURE.md "Signing")."""
+        while not self.stopping.is_set():
+            try:
+                await self._in_writer(self._checkpoint)
+            except Exception as exc:  # noqa: BLE001 - the next round tries again; the log says why
+                log.error("witness checkpoint failed: %s", exc)
+            try:
+                await asyncio.wait_for(self.stopping.wait(), timeout=WITNESS_S)
+            except asyncio.TimeoutError:
+                pass
+
     async def _heartbeat_loop(self) -> None:
         while not self.stopping.is_set():
             if self.cfg.paging.heartbeat_url or self.cfg.paging.heartbeat_command:
-                res = await asyncio.to_thread(send_heartbeat, self.cfg.paging)
+                res = await asyncio.to_thread(send_heartbeat, self.cfg.paging,
+                                              head=self.witnessed)
                 if not res.ok:
                     log.warning("heartbeat to the dead-man's switch failed: %s", res.error)
             try:
@@ -395,10 +497,18 @@ class Service:
         if self.server is not None:
             await self.server.close()
         if self.store is not None:
+            self.held._next_try = 0.0  # one last attempt for held cycles, whatever the backoff
             try:
                 await self._flush([], now_ms(), save_engine=True)
             except Exception as exc:  # noqa: BLE001 - shutdown must finish; the log says why
                 log.error("final write failed: %s", exc)
+            if len(self.held):
+                log.error("store full at stop: %d held cycle(s) with %d sample(s) not written",
+                          len(self.held), sum(len(c.samples) for c in self.held.held))
+            try:
+                await self._in_writer(self._checkpoint)  # the head as it was at a clean stop
+            except Exception as exc:  # noqa: BLE001 - shutdown must finish; the log says why
+                log.error("final witness checkpoint failed: %s", exc)
         if self.dispatcher is not None:
             self.dispatcher.stop()
         # The dispatcher ends its round by itself: its outbox reads run in a thread that a

@@ -36,7 +36,14 @@ import sqlite_utils
 from facility.domain.model import PointInfo, Sample, now_ms
 from facility.store import audit
 from facility.store.aggs import OPEN_COLS, RESOLUTIONS, accumulate, merge_sql
-from facility.store.errors import StoreError, StoreLocked, StoreMissing, StoreRefused
+from facility.store.digest import (
+    DIGEST_VERSION,
+    alarm_sha256,
+    event_doc,
+    events_sha256,
+    sample_line,
+)
+from facility.store.errors import StoreError, StoreFull, StoreLocked, StoreMissing, StoreRefused
 from facility.store.partitions import AttachedPartitions, day_of
 from facility.store.read import StoreReaders
 from facility.store.retention import StoreRetention, config_changes
@@ -48,6 +55,7 @@ __all__ = [
     "CycleResult",
     "Store",
     "StoreError",
+    "StoreFull",
     "StoreLocked",
     "StoreMissing",
     "StoreRefused",
@@ -89,6 +97,12 @@ the service lock), a migration on first open, or a reader whose open meets a che
 10 s is a choice: long enough for a checkpoint on a slow disk, short enough for a CLI user."""
 
 
+def is_full(exc: BaseException) -> bool:
+    """True for SQLite's SQLITE_FULL ("database or disk is full"), on any file of the cycle."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code == sqlite3.SQLITE_FULL if code is not None else "is full" in str(exc)
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -117,8 +131,12 @@ class Store(StoreReaders, StoreRetention):
         self._parts = AttachedPartitions(conn, self.path)
         self._ids: dict[str, int] = {}
         self._gmp: set[int] = set()
+        self.unfinished: tuple[dict[str, list], int] | None = None
+        """Partition rows of a cycle whose main part committed alone (``finish_partitions``)."""
+        self._parts_written: tuple[dict[str, list], int] | None = None
         self._latest_ts: dict[int, int] = {}
         self._open: dict[int, tuple] = {}
+        self._part_max: dict[str, int] = {}
         try:
             if not readonly:
                 conn.execute("PRAGMA journal_mode=WAL")
@@ -165,6 +183,8 @@ class Store(StoreReaders, StoreRetention):
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
                 raise StoreLocked(f"{self.path}: database is locked by another writer ({exc})") from None
+            if is_full(exc):
+                raise StoreFull(f"{self.path}: {exc}; free space on its file system") from None
             raise StoreError(f"{self.path}: {exc}") from None
 
     def _one(self, sql: str, params: tuple = ()):
@@ -188,6 +208,9 @@ class Store(StoreReaders, StoreRetention):
             r[0]: tuple(r[1:])
             for r in self.conn.execute(f"SELECT point_id, {OPEN_COLS} FROM agg_open")
         }
+        # newest stored time per partition: the digest's membership boundary (digest.py)
+        self._part_max = {d: m for d, m in self.conn.execute(
+            "SELECT day, max_ts_ms FROM partition_state WHERE max_ts_ms IS NOT NULL")}
 
     def _writable(self) -> None:
         if self.readonly:
@@ -280,12 +303,20 @@ class Store(StoreReaders, StoreRetention):
     def write_cycle(self, cycle: Cycle) -> CycleResult:
         """Write one cycle in one transaction; nothing of it remains if anything fails."""
         self._writable()
+        self.finish_partitions()
         new, late, dups = self._classify(cycle.samples)
         days = {day_of(r[1]) for r in new} | {day_of(r[1]) for r in late}
         schemas = self._guard(self._parts.ensure, days)
         self._guard(self.conn.execute, "BEGIN IMMEDIATE")
+        self._parts_written = None
+        result = None
         try:
-            result = self._write(cycle, new, late, dups, schemas)
+            try:
+                result = self._write(cycle, new, late, dups, schemas)
+            except sqlite3.OperationalError as exc:
+                if not is_full(exc):
+                    raise
+                raise StoreFull(f"{self.path}: {exc}; free space on its file system") from None
             self._guard(self.conn.execute, "COMMIT")
         except BaseException:
             # A failed COMMIT (disk full, I/O error) leaves the transaction open: roll it
@@ -293,8 +324,49 @@ class Store(StoreReaders, StoreRetention):
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
             self._load_caches()
+            if result is not None and result.digest_id is not None and self._committed(result):
+                # In WAL mode SQLite commits the main database first, then each partition:
+                # the main part of this cycle is durable and a partition's failed. Keep the
+                # partition rows and write them before anything else (finish_partitions).
+                self.unfinished = self._parts_written
+                return result
             raise
         return result
+
+    def _committed(self, result: CycleResult) -> bool:
+        """After a failed COMMIT: did the main database keep the cycle (its digest row)?"""
+        row = self._one("SELECT 1 FROM audit WHERE id = ? AND action = 'cycle_digest'",
+                        (result.digest_id,))
+        return row is not None
+
+    def finish_partitions(self) -> None:
+        """Write the partition part of a cycle whose main part committed alone (a split
+        commit on a full disk, see docs/ARCHITECTURE.md "Commit protocol across files").
+
+        Idempotent (``INSERT OR IGNORE``): rows a partition already kept stay as they are.
+        Raises :class:`StoreFull` while there is still no space; nothing else is written
+        until it succeeds, so cycles reach the partitions in order.
+        """
+        pending = self.unfinished
+        if pending is None:
+            return
+        by_day, digest_id = pending
+        schemas = self._guard(self._parts.ensure, set(by_day))
+        self._guard(self.conn.execute, "BEGIN IMMEDIATE")
+        try:
+            for day, rows in by_day.items():
+                self._guard(self.conn.executemany,
+                            f"INSERT OR IGNORE INTO {schemas[day]}.samples VALUES (?, ?, ?, ?)", rows)
+                tss = [r[1] for r in rows]
+                self._guard(self.conn.execute,
+                            f"INSERT OR IGNORE INTO {schemas[day]}.cycles VALUES (?, ?, ?, ?)",
+                            (digest_id, len(rows), min(tss), max(tss)))
+            self._guard(self.conn.execute, "COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        self.unfinished = None
 
     def _classify(self, samples: list[Sample]):
         """Split samples into certainly-new (newer than latest) and maybe-repeated ones."""
@@ -306,7 +378,7 @@ class Store(StoreReaders, StoreRetention):
                 raise StoreError(f"sample of unknown point {s.point!r}: register_points first")
             ts, value, q = int(s.ts_ms), s.value, int(s.quality)
             if value is not None:
-                value = float(value)
+                value = float(value) + 0.0  # -0.0 reads back from SQLite as 0.0: store that
                 if not math.isfinite(value):
                     value, q = None, max(q, 1)  # never stored as a number: null, quality bad
             if (pid, ts) in seen:
@@ -338,9 +410,10 @@ class Store(StoreReaders, StoreRetention):
         self._run_extra(conn, cycle.extra)
         self._write_audit(conn, cycle.audit)
         digest_id = None
-        if accepted or cycle.events:
-            digest_id = self._digest(conn, cycle, accepted, dups, by_day)["id"]
+        if accepted or cycle.events or cycle.alarms:
+            digest_id = self._digest(conn, cycle, accepted, dups, by_day, event_ids)["id"]
             self._record_partitions(conn, by_day, schemas, digest_id, now)
+            self._parts_written = ({d: list(r) for d, r in by_day.items()}, digest_id)
         self._advance_caches(new, changed)
         return CycleResult(len(accepted), dups, digest_id, event_ids)
 
@@ -505,23 +578,49 @@ class Store(StoreReaders, StoreRetention):
             self._latest_ts[pid] = ts
         self._open.update({pid: tuple(acc) for pid, acc in changed.items()})
 
-    def _digest(self, conn, cycle: Cycle, accepted, dups, by_day) -> dict:
-        """Append the cycle's ``cycle_digest`` audit row covering its samples and events."""
+    def _digest(self, conn, cycle: Cycle, accepted, dups, by_day, event_ids) -> dict:
+        """Append the cycle's ``cycle_digest`` audit row covering its samples, events and
+        alarm rows (what each field covers: ``facility/store/digest.py``)."""
         names = self._names
         h = hashlib.sha256()
         for pid, ts, value, q in accepted:
-            h.update(f"{ts},{names[pid]},{'' if value is None else repr(value)},{q}\n".encode())
-        eh = hashlib.sha256()
-        for ev in cycle.events:
-            eh.update(audit.canonical_doc(ev) + b"\n")
+            h.update(sample_line(ts, names[pid], value, q))
+        events = []
+        if event_ids:  # as stored (type affinity, defaults), so a verifier reads the same bytes
+            cur = conn.execute("SELECT * FROM events WHERE id BETWEEN ? AND ? ORDER BY id",
+                               (event_ids[0], event_ids[-1]))
+            cols = [d[0] for d in cur.description]
+            events = [event_doc(dict(zip(cols, r))) for r in cur]
         details = {
+            "v": DIGEST_VERSION,
             "samples": len(accepted),
             "duplicates": dups,
             "samples_sha256": h.hexdigest(),
             "events": len(cycle.events),
-            "events_sha256": eh.hexdigest(),
+            "events_sha256": events_sha256(events),
             "partitions": {d: len(r) for d, r in sorted(by_day.items())},
         }
+        if event_ids:
+            details["event_ids"] = [event_ids[0], event_ids[-1]]
+        ranges, late = {}, {}
+        for day, rows in sorted(by_day.items()):
+            lo = self._part_max.get(day, -1)
+            hi = max(lo, max(r[1] for r in rows))
+            ranges[day] = [lo, hi]
+            old = sorted([r[1], names[r[0]]] for r in rows if r[1] <= lo)
+            if old:
+                late[day] = old
+            self._part_max[day] = hi  # reloaded by _load_caches if the cycle rolls back
+        if ranges:
+            details["ranges"] = ranges
+        if late:
+            details["late"] = late
+        if cycle.alarms:
+            ids = sorted({a["id"] for a in cycle.alarms})
+            cur = conn.execute(f"SELECT * FROM alarms WHERE id IN ({', '.join('?' * len(ids))})",
+                               ids)
+            cols = [d[0] for d in cur.description]
+            details["alarms"] = {r[0]: alarm_sha256(dict(zip(cols, r))) for r in cur}
         if accepted:
             details["ts_min_ms"] = accepted[0][1]
             details["ts_max_ms"] = accepted[-1][1]

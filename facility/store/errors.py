@@ -23,3 +23,8 @@ class StoreRefused(StoreError):
 
 class AuditKeyError(StoreError):
     """The audit HMAC key file is missing, empty or readable by others than its owner."""
+
+
+class StoreFull(StoreError):
+    """SQLite reported "database or disk is full" (SQLITE_FULL): nothing of the cycle was kept;
+    the service holds the cycle and retries (docs/ARCHITECTURE.md "Disk full")."""

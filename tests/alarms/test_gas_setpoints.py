@@ -120,6 +120,15 @@ def _config(config_file, gas_name: str, monitor: str, setpoints: dict | None,
         setpoints=setpoints, setpoints_justification=justification)])
 
 
+def _setpoint_line(path, key: str) -> int:
+    """The line where set point ``key`` is written (check-config names it)."""
+    lines = path.read_text().splitlines()
+    table = next(i for i, text in enumerate(lines, 1)
+                 if text.startswith(("[devices.setpoints]", "setpoints =")))
+    return next((i for i, text in enumerate(lines, 1) if i > table and text.startswith(f"{key} =")),
+                table)
+
+
 def check_config(path):
     result = CliRunner().invoke(cli, ["check-config", "--config", str(path)])
     return result.exit_code, result.stdout, result.stderr
@@ -154,7 +163,8 @@ def test_set_points_outside_the_reference_need_a_justification(
     path = _config(config_file, gas_name, monitor, setpoints)
     code, out, err = check_config(path)
     unit = " %LEL" if gas_name == "hydrogen" else " ppm"
-    first = (f"{path}:devices[0].setpoints.{key}={setpoints[key]:g}{unit} is above {bound},"
+    first = (f"{path}:{_setpoint_line(path, key)}:devices[0].setpoints.{key}="
+             f"{setpoints[key]:g}{unit} is above {bound},"
              f" the most ACGIH TLV supports for {gas_name} at a {monitor}"
              f" monitor ({why}); lower it or add setpoints_justification = \"...\"")
     assert code == 2 and out == ""
@@ -179,7 +189,8 @@ def test_a_set_point_must_be_a_positive_finite_level_below_high(config_file):
                        justification="they are checked even when justified")
         code, out, err = check_config(path)
         assert code == 2 and out == ""
-        assert err.splitlines() == [f"{path}:devices[0].setpoints.{key}{message}"], setpoints
+        assert err.splitlines() == [
+            f"{path}:{_setpoint_line(path, key)}:devices[0].setpoints.{key}{message}"], setpoints
 
 
 def test_an_empty_justification_is_no_justification(config_file):

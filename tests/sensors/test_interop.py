@@ -67,7 +67,7 @@ async def test_poller_reads_pymodbustcp_server(server):
     for point, words, _ in TABLE:
         getattr(bank, WRITE[point["table"]])(point["address"], words)
     cfg = parse_config(facility_toml(sites=[site("S", timezone=None)], devices=[
-        device("X", port, timeout_s=1.0, points=[point for point, _, _ in TABLE])]))
+        device("X", port, scan_s=2.0, timeout_s=1.0, points=[point for point, _, _ in TABLE])]))
     got = {s.point: s for s in await asyncio.wait_for(poll_once(cfg), DEADLINE_S)}
     for point, words, value in TABLE:
         sample = got[f"X.{point['name']}"]

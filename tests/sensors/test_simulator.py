@@ -54,3 +54,26 @@ def test_same_seed_same_records():
     b = Simulator(cfg, seed=7, devices=["MEC-PC-01"]).units["MEC-PC-01"].counter.buffer
     c = Simulator(cfg, seed=8, devices=["MEC-PC-01"]).units["MEC-PC-01"].counter.buffer
     assert [r.counts for r in a] == [r.counts for r in b] != [r.counts for r in c]
+
+
+def test_normal_particle_levels_are_compliant_in_every_mode_of_every_grade():
+    """The normal scenario draws a GMP room's counts from the stricter mode's class, so a room
+    the schedule puts at rest at night stays below its at-rest alert level (a 0.7 alert
+    fraction of the Annex 1 Table 5 action limit) as well as below its in-operation one."""
+    from types import SimpleNamespace
+
+    from alarms.standards import annex1_limit
+    from sensors.simulator_physics import NORMAL_FRACTION, iso_limit_per_m3, zone_iso
+
+    checked = 0
+    for grade in "ABCD":
+        for occupancy in ("at_rest", "in_operation"):  # whatever the config says
+            zone = SimpleNamespace(iso_class=None, gmp_grade=grade, occupancy=occupancy)
+            for size in (0.5, 5.0):
+                top = iso_limit_per_m3(zone_iso(zone), size) * NORMAL_FRACTION[1]
+                for mode in ("at_rest", "in_operation"):
+                    limit = annex1_limit(grade, mode, size)
+                    if limit is not None:
+                        assert top < 0.7 * limit, (grade, occupancy, size, mode, top, limit)
+                        checked += 1
+    assert checked >= 24

@@ -94,6 +94,16 @@ async def dialog(pilot, app, field: str = "reason") -> ActionModal:
     return app.screen
 
 
+async def alarm_selected(pilot, app, key: str) -> LiveTable:
+    """Start, open the alarm list and put the cursor on ``key``."""
+    await started(app, pilot)
+    await show(pilot, app, "2", "alarms")
+    table = app.screen.query_one("#alarm-list", LiveTable)
+    table.select_key(key)
+    await wait_until(pilot, lambda: table.current_key == key)
+    return table
+
+
 class Recorder:
     """A real action handler that records what reached the service."""
 
@@ -173,7 +183,7 @@ async def test_alarms_sorted_by_priority_then_onset_with_unack_standing_out(cfg,
         await wait_until(pilot, lambda: app.snapshot.history_of == "MEC-GD-01:comm")
         hist = app.screen.query_one("#history", LiveTable)
         await wait_until(pilot, lambda: hist.row_count == 2)
-        events = [hist.get_row_at(i)[3] for i in range(hist.row_count)]
+        events = [hist.get_row_at(i)[3].plain for i in range(hist.row_count)]
         assert events == ["ack", "raise"]
 
 
@@ -257,11 +267,7 @@ async def test_shelve_sends_a_duration(cfg, db):
     try:
         app = make_app(cfg, db, login="technician", clock=Clock())
         async with app.run_test(size=(100, 30)) as pilot:
-            await started(app, pilot)
-            await show(pilot, app, "2", "alarms")
-            table = app.screen.query_one("#alarm-list", LiveTable)
-            table.select_key("MEC-PC-01.pc_0_5um:alert_high")
-            await wait_until(pilot, lambda: table.current_key == "MEC-PC-01.pc_0_5um:alert_high")
+            await alarm_selected(pilot, app, "MEC-PC-01.pc_0_5um:alert_high")
             await pilot.press("s")
             await dialog(pilot, app, "duration")
             await pilot.press(*"30m", "enter")
@@ -413,3 +419,34 @@ async def test_a_refresh_handled_during_shutdown_is_dropped(cfg, db):
     assert at_close["stack"] == []  # the overview's stack was empty when the snapshot came
     assert app.snapshots_seen == at_close["seen"] + 1  # ... and it was handled, not lost
 
+
+
+@pytest.mark.parametrize("reason", [
+    "[/unbalanced] [bold]not bold[/bold] [link=http://x]y",  # markup-like
+    "ok\x1b[31m red \x1b]0;title\x07\r\nnext line",  # ANSI, OSC and newlines
+    "r" * 2000,  # the longest reason the service accepts
+], ids=["markup", "ansi", "2000-chars"])
+async def test_operator_text_is_shown_as_text_never_as_markup(cfg, db, reason):
+    """A technician's comment is data: the alarm list, its history and the detail line show
+    it as plain characters (a markup-like reason once crashed the TUI for everyone)."""
+    from facility.domain.text import clean_terminal
+
+    with sqlite3.connect(db) as conn:
+        n = conn.execute("UPDATE events SET reason = ?, actor = ? WHERE alarm_id = ? AND event = 'ack'",
+                         (reason, reason[:40], "MEC-GD-01:comm")).rowcount
+        conn.execute("UPDATE alarms SET ack_by = ? WHERE id = ?", (reason[:40], "MEC-GD-01:comm"))
+    assert n == 1
+    app = make_app(cfg, db, login="technician", clock=Clock())
+    async with app.run_test(size=(120, 30)) as pilot:
+        await alarm_selected(pilot, app, "MEC-GD-01:comm")
+        await wait_until(pilot, lambda: app.snapshot.history_of == "MEC-GD-01:comm")
+        hist = app.screen.query_one("#history", LiveTable)
+        await wait_until(pilot, lambda: hist.row_count == 2)
+        row = hist.get_row_at([hist.get_row_at(i)[3].plain for i in range(2)].index("ack"))
+        shown_reason, shown_actor = row[6].plain, row[5].plain
+        assert shown_reason == clean_terminal(reason)[:60]
+        assert shown_actor == clean_terminal(reason[:40])
+        assert not any(ord(c) < 32 for c in shown_reason + shown_actor)
+        detail = app.screen.query_one("#alarm-detail")
+        await wait_until(pilot, lambda: clean_terminal(reason[:40]) in str(detail.render()))
+        assert app.is_running  # rendering the rows raised nothing

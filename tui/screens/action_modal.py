@@ -22,6 +22,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 from facility.domain.vocab import ZONE_MODES as MODES
 from facility.domain.vocab import parse_duration
 from facility.service.socket import ActionRefused, ServiceNotRunning, request
+from tui.widgets.live_table import plain
 
 TITLES = {"ack": "Acknowledge", "reset": "Reset", "shelve": "Shelve", "unshelve": "Unshelve",
           "suppress": "Suppress", "comment": "Comment on", "mode": "Change mode of"}
@@ -99,7 +100,7 @@ class ActionModal(ModalScreen[ActionOutcome | None]):
         res = self.query_one("#action-result", Static)
         res.set_class(ok is False, "refused")
         res.set_class(ok is True, "accepted")
-        res.update(text)
+        res.update(plain(text))
 
     def payload(self) -> dict:
         """The request; raises ValueError naming what is missing."""

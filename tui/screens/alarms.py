@@ -9,7 +9,7 @@ from textual.widgets import Static
 from tui.data import Snapshot
 from tui.screens.base import DataScreen
 from tui.views.alarms import ALARM_COLUMNS, HISTORY_COLUMNS, alarm_rows, history_rows
-from tui.widgets.live_table import LiveTable
+from tui.widgets.live_table import LiveTable, plain
 
 
 class AlarmsScreen(DataScreen):
@@ -62,7 +62,7 @@ class AlarmsScreen(DataScreen):
         src = a.get("source") or "-"
         who = f" · acked by {a['ack_by']}" if a.get("ack_by") else ""
         limit = f"limit {a['limit']:g} from {src}" if a.get("limit") is not None else src
-        detail.update(f"{a['id']} #{a.get('occurrence')} · {limit}{who}")
+        detail.update(plain(f"{a['id']} #{a.get('occurrence')} · {limit}{who}"))
         self.app.focus_alarm(a["id"])
 
     def on_data_table_row_highlighted(self, event) -> None:
@@ -85,4 +85,4 @@ class AlarmsScreen(DataScreen):
         """Show the last action's reply (or refusal)."""
         st = self.query_one("#action-status", Static)
         st.set_class(not ok, "refused")
-        st.update(text)
+        st.update(plain(text))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from textual.reactive import reactive
 from textual.widgets import Static
 
+from tui.widgets.live_table import plain
+
 
 class StaleBanner(Static):
     """One line, hidden when ``message`` is empty."""
@@ -15,5 +17,5 @@ class StaleBanner(Static):
         self.display = bool(self.message)
 
     def watch_message(self, message: str) -> None:
-        self.update(message)
+        self.update(plain(message))
         self.display = bool(message)

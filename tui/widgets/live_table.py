@@ -12,6 +12,17 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import DataTable
 
+from facility.domain.text import clean_terminal
+
+
+def plain(cell: Any) -> Any:
+    """A cell as shown: text is data, never markup (a reason "[/x]" is four characters, not
+    a closing tag) and never a terminal control sequence (docs/ARCHITECTURE.md "Hostile
+    input"); Rich Text built by the views keeps its styles."""
+    if isinstance(cell, Text):
+        return cell
+    return Text(clean_terminal(str(cell)))
+
 
 def _sig(cell: Any) -> tuple:
     if isinstance(cell, Text):
@@ -73,7 +84,7 @@ class LiveTable(DataTable):
         if keys == self._keys:
             for key, cells in rows:
                 old = self._shown[key]
-                for i, cell in enumerate(cells):
+                for i, cell in enumerate(map(plain, cells)):
                     sig = _sig(cell)
                     if old[i] != sig:
                         self.update_cell(key, str(i), cell)
@@ -84,6 +95,7 @@ class LiveTable(DataTable):
         self._keys = keys
         self._shown = {}
         for key, cells in rows:
+            cells = [plain(c) for c in cells]
             self.add_row(*cells, key=key)
             self._shown[key] = [_sig(c) for c in cells]
         if current in keys:

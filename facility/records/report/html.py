@@ -4,6 +4,11 @@ Per zone: particle concentrations against alert/action limits and the pressure c
 (``<ZONE>.dp_cascade``), compliance with "not monitored" time apart, excursions from onset
 to clear, and the ISO 14644-1 classification status; then ISA-18.2 alarm performance.
 Times are the site's local time with its offset (docs/ARCHITECTURE.md "Samples and quality").
+
+Every text that reaches the page (names from the configuration, alarm ids, limit sources,
+logins in the KPIs) passes ``html.escape``: table cells arrive escaped (``_n`` marks an
+escaped number), headings and attributes are escaped where they are written
+(docs/ARCHITECTURE.md "Operator text is data").
 """
 
 from __future__ import annotations
@@ -71,6 +76,12 @@ def _zone_points(data: ReportData, zone_id: str) -> list[dict]:
                   key=lambda p: p["point"])
 
 
+def _limit_lines(lim: dict[str, float]) -> list[tuple[str, str, float]]:
+    """A chart's limit lines ``(label, kind, value)``; the kind names a CSS class in the SVG,
+    so it is escaped like every other text (``line_chart`` escapes the label itself)."""
+    return [(n.replace("_", " "), escape(n.split("_")[0]), v) for n, v in sorted(lim.items())]
+
+
 def _charts(data: ReportData, zone, tz: str) -> str:
     pts = _zone_points(data, zone.id)
     out = []
@@ -80,15 +91,13 @@ def _charts(data: ReportData, zone, tz: str) -> str:
             by_size.setdefault(p["point"].rsplit(".pc_", 1)[1], []).append(p)
     for size, group in sorted(by_size.items(), key=lambda kv: float(kv[0][:-2].replace("_", "."))):
         series = {p["point"]: _series(data, p["id"]) for p in group}
-        lim = data.limits.get(group[0]["point"], {})
-        limits = [(n.replace("_", " "), n.split("_")[0], v) for n, v in sorted(lim.items())]
+        limits = _limit_lines(data.limits.get(group[0]["point"], {}))
         out.append(f"<h3>Particles &ge; {escape(size[:-2].replace('_', '.'))} &micro;m</h3>")
         out.append(line_chart(f"{zone.id} particles >= {size}", series, limits, data.from_ms,
                               data.to_ms, tz, "particles/m3 (mean per interval)", log=True))
     for p in pts:
         if p["point"] == f"{zone.id}.dp_cascade":
-            lim = data.limits.get(p["point"], {})
-            limits = [(n.replace("_", " "), n.split("_")[0], v) for n, v in sorted(lim.items())]
+            limits = _limit_lines(data.limits.get(p["point"], {}))
             out.append(f"<h3>Pressure cascade vs {escape(zone.reference or '')}</h3>")
             out.append(line_chart(f"{zone.id} pressure cascade", {p["point"]: _series(data, p["id"])},
                                   limits, data.from_ms, data.to_ms, tz, "Pa"))

@@ -262,15 +262,18 @@ def exported(small, tmp_path):
     out = tmp_path / "exp"
     stdout, _ = facility(["export", "--from", "2000-01-01", "--to", "2100-01-01", "--out", out,
                           "--config", small])
+    # no service ever ran here, so there is no signing key: the line says the export is unsigned
     assert re.fullmatch(rf"{re.escape(str(out))}: \d+ files, 30 samples, manifest sha256"
-                        r" [0-9a-f]{64}\n", stdout), stdout
+                        r" [0-9a-f]{64}, NOT signed \([^)]*\)\n", stdout), stdout
     return out
 
 
 def test_verify_success_and_failure_lines(exported, tmp_path):
     out, err = facility(["verify", exported, "--config", tmp_path / "none.toml"])
     assert re.fullmatch(rf"{re.escape(str(exported))}: ok: \d+ files, \d+ rows, audit slice"
-                        r" \d+ rows continuity only \(no key\); chain head #\d+ [0-9a-f]{12}\n",
+                        r" \d+ rows continuity only \(no key\); chain head #\d+ [0-9a-f]{12};"
+                        r" 3 cycles cross-checked against their digest rows; unsigned;"
+                        r" integrity only: origin not checked \(no trusted key\)\n",
                         out), out
     assert err == ""
     bad = tmp_path / "bad"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,20 +26,132 @@ def test_shipped_config_is_valid_and_large_enough():
     assert len(cfg.sha256) == 64
 
 
-def test_there_are_at_least_15_broken_configs():
-    assert len(BROKEN) >= 15
+def test_there_are_at_least_53_broken_configs():
+    assert len(BROKEN) >= 53
+
+
+def _expect(path: Path) -> tuple[str, bool]:
+    """The words a broken file's error must contain, and whether only check-config (which
+    also knows profile points and the gas table) can find it."""
+    lines = path.read_text(encoding="utf-8").lstrip("\ufeff").splitlines()
+    return lines[0].removeprefix("# expect: "), lines[1].startswith("# found by: check-config")
 
 
 @pytest.mark.parametrize("path", BROKEN, ids=[p.stem for p in BROKEN])
 def test_broken_config_names_its_problem(path):
-    text = path.read_text()
-    expect = text.splitlines()[0].removeprefix("# expect: ")
+    expect, later = _expect(path)
+    if later:
+        parse_config(path.read_text(), source="config.toml")  # the file itself is well formed
+        return
     with pytest.raises(ConfigError) as info:
-        parse_config(text, source="config.toml")
+        parse_config(path.read_text(encoding="utf-8"), source="config.toml")
     problems = info.value.problems
     assert any(expect in p for p in problems), problems
     for p in problems:
         assert "\n" not in p and p.startswith("config.toml:"), p
+        assert re.match(r"^config\.toml:\d+:", p), f"no line number: {p}"
+
+
+@pytest.fixture(scope="module")
+def check_config():
+    """``facility check-config --config FILE`` in-process: (exit code, stdout, stderr)."""
+    from click.testing import CliRunner
+
+    from facility.cli import cli
+
+    def run(path: Path):
+        r = CliRunner().invoke(cli, ["check-config", "--config", str(path)])
+        return r.exit_code, r.stdout, r.stderr
+
+    return run
+
+
+@pytest.mark.parametrize("path", BROKEN, ids=[p.stem for p in BROKEN])
+def test_check_config_refuses_each_broken_file_in_one_line(path, check_config, tmp_path):
+    expect, _ = _expect(path)
+    cfg = tmp_path / "config.toml"
+    cfg.write_bytes(path.read_bytes())
+    code, out, err = check_config(cfg)
+    assert code == 2, (code, out, err)
+    assert "Traceback" not in out + err and "internal error" not in err
+    lines = [ln for ln in err.splitlines() if not ln.startswith("warning: ")]
+    assert any(expect in ln for ln in lines), err
+    for ln in lines:  # one line per problem, each naming the file, its line and the key
+        assert re.match(rf"^{re.escape(str(cfg))}:\d+: ?\S", ln), ln
+
+
+LATE = [p for p in BROKEN if _expect(p)[1]]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("path", LATE, ids=[p.stem for p in LATE])
+def test_run_refuses_what_check_config_refuses(path, tmp_path):
+    """``facility run`` starts nothing on a file check-config refuses (a cabinet exhaust that
+    is no point would never be monitored)."""
+    from click.testing import CliRunner
+
+    from facility.cli import cli
+
+    expect, _ = _expect(path)
+    cfg = tmp_path / "config.toml"
+    cfg.write_bytes(path.read_bytes())
+    r = CliRunner().invoke(cli, ["run", "--headless", "--config", str(cfg)])
+    assert r.exit_code == 2 and expect in r.stderr, (r.exit_code, r.output)
+    assert not (tmp_path / "var").exists()  # no database was created
+
+
+def test_every_rule_is_declared_once_for_every_key():
+    """FIELD_RULES has an entry for each number and text key of every section (dates,
+    booleans and keys holding sections excepted), and no entry for a key that is gone."""
+    import dataclasses
+    import typing
+
+    from facility.config import schema
+    from facility.config.checks import FIELD_RULES, Num, Text
+
+    sections = [c for c in vars(schema).values()
+                if dataclasses.is_dataclass(c) and c.__module__ == schema.__name__]
+    missing = []
+    for cls in sections:
+        hints = typing.get_type_hints(cls)
+        rules = FIELD_RULES.get(cls, {})
+        for f in dataclasses.fields(cls):
+            if f.metadata.get("internal"):
+                continue
+            flat = repr(hints[f.name])
+            scalar = any(t in flat for t in ("float", "int", "str"))
+            if scalar and "LimitSpec" not in flat and "Point" not in flat and f.name not in rules:
+                missing.append(f"{cls.__name__}.{f.name}")
+        for name, rule in rules.items():
+            assert name in {f.name for f in dataclasses.fields(cls)}, f"{cls.__name__}.{name}"
+            assert isinstance(rule, (Num, Text))
+    assert missing == []
+
+
+@pytest.mark.parametrize("value,words", [
+    ("nan = 65535", None), ("nan = [65535, 32767]", None),
+    ('nan = "x"', "must be an integer"), ("nan = 1.5", "must be an integer")])
+def test_nan_sentinel_is_a_number_or_a_list(value, words):
+    text = (HERE / "configs" / "minimal.toml").read_text() + value + "\n"
+    if words is None:
+        pt = parse_config(text).devices[0].points[0]
+        assert pt.nan == tuple(int(v) for v in re.findall(r"\d+", value))
+    else:
+        with pytest.raises(ConfigError) as info:
+            parse_config(text)
+        assert words in info.value.problems[0]
+
+
+def test_bom_is_named_when_loading_a_file(tmp_path):
+    f = tmp_path / "config.toml"
+    f.write_bytes(b"\xef\xbb\xbf" + (HERE / "configs" / "minimal.toml").read_bytes())
+    with pytest.raises(ConfigError) as info:
+        load_config(f)
+    assert "byte-order mark (BOM)" in info.value.problems[0]
+    f.write_bytes(b"[facility]\nid = \"caf\xe9\"\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(f)
+    assert info.value.problems == [f"{f}:2: is not UTF-8 (byte 0xe9); save the file as UTF-8"]
 
 
 def test_every_problem_is_reported_not_just_the_first():

@@ -53,13 +53,14 @@ def problems(text: str) -> list[str]:
 
 
 PATH = "devices[0].points[0].limits"
+LINE = 21  # the [devices.points.limits.alert_high] table of HEAD + limits_toml
 
 
 def test_overlapping_deadbands_are_an_error_naming_both_limits():
     # 10 - 3 = 7 is not above 5 + 2 = 7: the bands touch
     text = HEAD + limits_toml(alert_high=(10.0, 3.0), alert_low=(5.0, 2.0))
     assert problems(text) == [
-        f"config.toml:{PATH}.alert_high: alert_high=10.0 minus deadband 3.0 ({PATH}) must stay"
+        f"config.toml:{LINE}:{PATH}.alert_high: alert_high=10.0 minus deadband 3.0 ({PATH}) must stay"
         f" above alert_low=5.0 plus deadband 2.0 ({PATH})"]
 
 

@@ -124,8 +124,9 @@ def test_each_delayed_limit_is_named():
 limit = 12.0
 on_delay_s = 5
 """
-    # on_delay_s is not a unique key of the file, so no line number is given
+    # on_delay_s is written twice: each line names the one of its own table
     found = problems(text)
+    lines = [i for i, ln in enumerate(text.splitlines(), 1) if ln.startswith("on_delay_s")]
     assert [p.split(": ")[0] for p in found] == [
-        "config.toml:devices[0].points[0].limits.action_low.on_delay_s",
-        "config.toml:devices[0].points[0].limits.alert_low.on_delay_s"]
+        f"config.toml:{lines[0]}:devices[0].points[0].limits.action_low.on_delay_s",
+        f"config.toml:{lines[1]}:devices[0].points[0].limits.alert_low.on_delay_s"]

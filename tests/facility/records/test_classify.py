@@ -32,10 +32,17 @@ def test_compliance_no_data_is_not_compliant():
     assert c.ratio is None and c.not_monitored_ms == 60 * S
 
 
+def _pc(**kw):
+    return SimpleNamespace(profile="particle-counter", points=(), **kw)
+
+
 def test_classification_hand_computed():
     zone = SimpleNamespace(id="Z", iso_class=7, area_m2=3)
-    devs = [SimpleNamespace(id="A", zone="Z", location="north"),
-            SimpleNamespace(id="B", zone="Z", location=None)]
+    devs = [_pc(id="A", zone="Z", location="north"),
+            _pc(id="B", zone="Z", location=None),
+            # a pressure transmitter in the zone is not a sampling location
+            SimpleNamespace(id="DP", zone="Z", location="door", profile="dp-transmitter",
+                            points=())]
     clf = ZoneClassifier(zone, devs)
     for v in (300_000.0, 400_000.0):           # A avg 350 000 <= 352 000
         clf.feed("A.pc_0_5um", v, 0)
@@ -50,6 +57,7 @@ def test_classification_hand_computed():
     assert by[0.5].limit == 352_000 and by[0.5].averages == {"A": 350_000.0, "B": 360_000.0}
     assert by[5.0].limit == 2930
     assert r.required_locations == 2 and r.present_locations == 2
+    assert set(clf.locations) == {"A", "B"}
     assert r.min_volume_l == pytest.approx(20 / 2930 * 1000)
     assert not r.passed
     assert r.reasons[0] == ">= 0.5 um exceeded at B"
@@ -59,7 +67,7 @@ def test_classification_hand_computed():
 
 def test_classification_pass_and_too_few_locations():
     zone = SimpleNamespace(id="Z", iso_class=5, area_m2=10)  # NL = 5
-    clf = ZoneClassifier(zone, [SimpleNamespace(id="A", zone="Z", location="x")])
+    clf = ZoneClassifier(zone, [_pc(id="A", zone="Z", location="x")])
     clf.feed("A.pc_0_5um", 100.0, 0)
     clf.feed("A.pc_5_0um", 50.0, 0)  # 5 um not applicable for ISO 5: not a failure
     r = clf.result()
@@ -84,6 +92,10 @@ def test_classify_from_store_and_cli(tmp_path):
     res = CliRunner().invoke(cli, ["classify", "--config", str(tmp_path / "config.toml"),
                                    "--zone", "NOPE", "--from", "2000-01-01", "--to", "2100-01-01"])
     assert res.exit_code == 2 and "no such zone" in res.output
+    assert "DP-1" not in r.locations  # the Z1 pressure transmitter is no sampling location
+    res = CliRunner().invoke(cli, ["classify", "--config", str(tmp_path / "config.toml"),
+                                   "--zone", "Z1", "--from", "1990-01-01", "--to", "1990-01-02"])
+    assert res.exit_code == 1 and "result: FAIL" in res.output, res.output
 
 
 def test_alarm_performance_flood_chatter_standing_ack():

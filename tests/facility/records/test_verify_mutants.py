@@ -125,10 +125,13 @@ def test_untouched_export_summary_counts_rows_and_names_the_chain_head(exported)
     head = man["audit"]["chain_head"]
     res = verify_export(str(folder), key)
     assert res.ok and res.problem is None
-    assert res.checked == {**rows, "audit_rows": rows["audit.csv"]}
+    cycles = res.checked.get("cycles")
+    assert cycles and res.checked == {**rows, "audit_rows": rows["audit.csv"], "cycles": cycles}
     assert res.summary == (
         f"ok: {len(man['files'])} files, {sum(rows.values())} rows, audit slice "
-        f"{rows['audit.csv']} rows authentic (HMAC); chain head #{head['id']} {head['hash'][:12]}")
+        f"{rows['audit.csv']} rows authentic (HMAC); chain head #{head['id']} {head['hash'][:12]}"
+        f"; {cycles} cycles cross-checked against their digest rows; unsigned; integrity only: "
+        "origin not checked (no trusted key)")
     unkeyed = verify_export(str(folder))
     assert unkeyed.ok and "rows continuity only (no key); chain head" in unkeyed.summary
 
@@ -467,7 +470,9 @@ def test_a_csv_with_no_rows_verifies(folder):
     write_records(folder, "events.csv", recs[:1])
     reseal(folder)
     res = verify_export(str(folder))
-    assert res.ok and res.checked["events.csv"] == 0
+    # the empty CSV's row chain passes; the events are missing from the chain's digest rows
+    assert res.checked["events.csv"] == 0 and not res.ok
+    assert res.problem.startswith("events.csv: event ") and "(deleted)" in res.problem
 
 
 def test_an_audit_slice_with_no_rows_verifies(folder):

@@ -1,0 +1,65 @@
+"""What a ``cycle_digest`` audit row covers, byte for byte (docs/ARCHITECTURE.md "Audit trail").
+
+One definition for the writer (:meth:`Store._digest`) and for everyone who recomputes a digest
+(``facility audit verify``, an export cross-check), so both sides hash the same bytes.
+
+* Samples: ``samples_sha256`` is the SHA-256 of one :func:`sample_line` per stored sample of
+  the cycle, in ``(ts_ms, point)`` order (partition by partition in day order, as a day's rows
+  all come before the next day's).
+* Events (digest version 2): ``events_sha256`` is the SHA-256 of :func:`event_doc` + ``\\n`` for
+  each event row of the cycle *as stored* (ids ``event_ids[0]..event_ids[1]``), read back inside
+  the cycle's transaction. Version 1 hashed the event dicts the service passed in; see
+  :func:`v1_event_docs` for how those are recomputed.
+* Alarms (version 2): ``alarms`` maps each alarm row the cycle upserted to :func:`alarm_sha256`
+  of the whole row as stored after the upsert; the current ``alarms`` table must equal, row by
+  row, what the last cycle touching each row recorded.
+* Membership (version 2): ``ranges`` maps each day to ``[lo, hi]``: the cycle's samples in that
+  partition are the rows with ``lo < ts_ms <= hi`` plus the ``late`` rows ``[ts_ms, point]``
+  (at or before ``lo``, the partition's newest time before the cycle), minus the late rows of
+  later cycles. ``lo`` only grows, so the regions of successive cycles tile the day and every
+  stored row belongs to exactly one cycle, without a cycle column in the samples.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Iterable, Mapping
+
+from facility.store.audit import canonical_doc
+
+DIGEST_VERSION = 2
+"""``details["v"]`` of the digest rows written now (rows without ``v`` are version 1)."""
+
+
+def sample_line(ts_ms: int, point: str, value: float | None, quality: int) -> bytes:
+    """One sample as hashed: ``ts,point,repr(value) or empty,quality`` and a newline."""
+    return f"{ts_ms},{point},{'' if value is None else repr(value)},{quality}\n".encode()
+
+
+def event_doc(row: Mapping[str, Any]) -> bytes:
+    """Canonical bytes of a stored event row (its id and every column, ``details`` as stored)."""
+    return canonical_doc(dict(row))
+
+
+def alarm_sha256(row: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of a stored alarm row's canonical bytes (every column)."""
+    return hashlib.sha256(canonical_doc(dict(row))).hexdigest()
+
+
+def events_sha256(docs: Iterable[bytes]) -> str:
+    """SHA-256 (hex) over each canonical event document followed by a newline."""
+    h = hashlib.sha256()
+    for doc in docs:
+        h.update(doc + b"\n")
+    return h.hexdigest()
+
+
+def v1_event_docs(row: Mapping[str, Any]) -> list[bytes]:
+    """Candidate version-1 documents of a stored event row, most likely first.
+
+    Version 1 hashed the dict the service passed in, without the id: the engine passes every
+    column, an operator comment leaves out the columns it has no value for (stored as null).
+    """
+    doc = {k: v for k, v in row.items() if k != "id"}
+    sparse = {k: v for k, v in doc.items() if v is not None}
+    return [canonical_doc(doc), canonical_doc(sparse)]
