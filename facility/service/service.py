@@ -480,7 +480,13 @@ class Service:
 
     async def _heartbeat_loop(self) -> None:
         while not self.stopping.is_set():
-            if self.cfg.paging.heartbeat_url or self.cfg.paging.heartbeat_command:
+            if len(self.held):
+                # Not recording (cycles held: the disk is full). The dead-man's switch hears
+                # nothing, so its missed-heartbeat page reaches the on-call engineer: this
+                # service's own store_full page waits in the outbox of the database it cannot
+                # write (docs/ARCHITECTURE.md "Disk full").
+                log.warning("heartbeat withheld: %d cycles not yet written", len(self.held))
+            elif self.cfg.paging.heartbeat_url or self.cfg.paging.heartbeat_command:
                 res = await asyncio.to_thread(send_heartbeat, self.cfg.paging,
                                               head=self.witnessed)
                 if not res.ok:

@@ -6,7 +6,6 @@ returns, and a gap record when the buffer is exhausted."""
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime, timezone
 
 import pytest
@@ -17,6 +16,7 @@ from facility.service.service import HeldCycles
 from facility.store.database import Cycle, Store
 from facility.store.errors import StoreFull
 from facility.store.partitions import day_of, schema_name
+from tests.fixtures.diskfull import small_fs, take_all_space  # noqa: F401 - small_fs is a fixture
 
 T0 = int(datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc).timestamp() * 1000)
 POINTS = [PointInfo(f"P{i}.v", f"P{i}", "MEC", "MEC-LITHO", "pressure_diff", "Pa", 1)
@@ -134,22 +134,7 @@ def test_split_commit_keeps_partition_rows_and_finishes_them(store):
     assert len(stored(store)) == 3 * len(POINTS)
 
 
-@pytest.fixture
-def small_fs(tmp_path):
-    """A real 16 MB tmpfs (real ENOSPC, at page allocation or during COMMIT)."""
-    import subprocess
-
-    mnt = tmp_path / "fs"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"mounting a tmpfs is not permitted here: {r.stderr.strip() or r.returncode}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
-def test_real_full_file_system_holds_and_recovers_in_order(small_fs, monkeypatch):
+def test_real_full_file_system_holds_and_recovers_in_order(small_fs, monkeypatch):  # noqa: F811
     monkeypatch.setattr(service_mod.time, "monotonic", lambda: 0.0)
     s = Store(str(small_fs / "var" / "facility.db"))
     try:
@@ -157,16 +142,7 @@ def test_real_full_file_system_holds_and_recovers_in_order(small_fs, monkeypatch
         held = HeldCycles(s, limit=10_000)
         assert held.write(cycle_at(0))
         filler = small_fs / "filler"
-        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)  # take the rest of the fs
-        try:
-            for size in (65536, 4096, 512, 1):
-                while True:
-                    try:
-                        os.write(fd, b"\0" * size)
-                    except OSError:
-                        break
-        finally:
-            os.close(fd)
+        take_all_space(filler)
         k = 1
         while held.write(cycle_at(k)):
             k += 1
