@@ -7,6 +7,7 @@ Legal Modbus combinations are a table (``REGISTERS``), not an if-chain.
 from __future__ import annotations
 
 import difflib
+import grp
 import ipaddress
 import math
 import os
@@ -223,7 +224,8 @@ FIELD_RULES: dict[type, dict[str, Num | Text | None]] = {
         retention_days=Num(1, 36500, unit=" days"),
         audit_key_env=Text("env", example="FACILITY_AUDIT_KEY_FILE"),
         signing_key_env=Text("env", example="FACILITY_SIGNING_KEY_FILE"),
-        free_disk_min_mb=Num(1, 1e9, unit=" MB")),
+        free_disk_min_mb=Num(1, 1e9, unit=" MB"),
+        group=Text("nonblank", example='"facility-readers"')),
     cs.Site: dict(id=ID_, name=Text(), timezone=Text("nonblank", example="Asia/Hong_Kong")),
     cs.Zone: dict(
         id=ID_, site=ID_, name=Text(), kind=Text(words=ZONE_KINDS),
@@ -558,6 +560,13 @@ def _check_people_and_alarms(cfg: Config) -> Iterator[tuple[str, str]]:
     path = cfg.storage.path
     if path.strip() and (path.endswith(("/", "\\")) or os.path.isdir(cfg.db_path)):
         yield "storage.path", f"={path!r} is a folder; name the database file, e.g. var/facility.db"
+    group = cfg.storage.group
+    if group is not None and group.strip() and not CONTROL.search(group):
+        try:
+            grp.getgrnam(group)
+        except KeyError:
+            yield "storage.group", (f"={group!r}: no such group on this host; create it"
+                                    f" (groupadd {group}) or leave group out")
 
 
 def _check_hazmat(cfg: Config) -> Iterator[tuple[str, str]]:

@@ -41,6 +41,7 @@ class StorageCfg:
     audit_key_env: str = "FACILITY_AUDIT_KEY_FILE"  # env var naming the HMAC key file
     signing_key_env: str = "FACILITY_SIGNING_KEY_FILE"  # env var naming the Ed25519 key file
     free_disk_min_mb: int = 1024  # below this a system alarm is raised
+    group: str | None = None  # owns the db files (0640) and socket (0660); None: the process's
 
 
 @dataclass(frozen=True)

@@ -195,7 +195,7 @@ class Service:
         loop, the store, the config version and what was stored before (plain rows)."""
         key = audit_key(self.cfg, create=True)
         self.signing_key = signing_key(self.cfg, create=True)
-        store = Store(self.db_path, key=key)
+        store = Store(self.db_path, key=key, group=self.cfg.storage.group)
         try:
             store.add_migrations(OUTBOX_NAMESPACE, OUTBOX_MIGRATIONS)
             store.add_migrations(ledger.NAMESPACE, ledger.LEDGER_MIGRATIONS)
@@ -250,7 +250,8 @@ class Service:
         self.actions.resume_schedules(start, {z: row.get("since_ms") for z, row in
                                               (self._restored["modes"] or {}).items()})
         self._suppression(start)
-        self.server = ActionServer(socket_path(self.db_path), self.actions.handle)
+        self.server = ActionServer(socket_path(self.db_path), self.actions.handle,
+                                   group=self.cfg.storage.group)
         await self.server.start()
         self.poller = self._make_poller()
         self.poller.start()

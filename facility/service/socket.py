@@ -17,8 +17,9 @@ ledger while it runs (``hazmat.commands.MOVEMENTS`` names each movement's fields
 
 This records attributable actions; it is not a Part 11 11.200 electronic signature.
 
-The socket is open to every local user, so it is built to survive them
-(docs/ARCHITECTURE.md "The action socket under abuse"): a request is at most
+The socket is 0660, owned by ``[storage] group`` (docs/ARCHITECTURE.md "Service account and
+readers"), so only the service account and that group's members reach it; it is still built
+to survive them (docs/ARCHITECTURE.md "The action socket under abuse"): a request is at most
 :data:`MAX_REQUEST_BYTES` of UTF-8 JSON and must arrive whole within ``idle_timeout_s``;
 a peer uid may hold :data:`MAX_PER_UID` connections and all peers together
 :data:`MAX_CONNECTIONS`, so one user's flood leaves room for everyone else and never
@@ -42,6 +43,7 @@ from collections.abc import Awaitable, Callable
 
 from facility.domain.errors import RuntimeFailure, UsageError
 from facility.domain.text import REASON_MAX
+from facility.store.filemodes import SOCKET_MODE, restrict
 
 log = logging.getLogger(__name__)
 
@@ -185,11 +187,12 @@ class ActionServer:
     def __init__(self, path: str, handler: Handler, *,
                  max_request_bytes: int = MAX_REQUEST_BYTES, max_per_uid: int = MAX_PER_UID,
                  max_connections: int = MAX_CONNECTIONS, idle_timeout_s: float = IDLE_TIMEOUT_S,
-                 log_every_s: float = LOG_EVERY_S):
+                 log_every_s: float = LOG_EVERY_S, group: str | None = None):
         if max_per_uid >= max_connections:
             raise ValueError(f"max_per_uid={max_per_uid} must be below"
                              f" max_connections={max_connections}, or one peer fills them all")
         self.path = path
+        self.group = group  # [storage] group: who may connect (None: the process's group)
         self.handler = handler
         self.max_request_bytes = max_request_bytes
         self.max_per_uid = max_per_uid
@@ -207,16 +210,16 @@ class ActionServer:
         return sum(self.open_by_uid.values())
 
     async def start(self) -> None:
-        """Bind the socket (replacing a stale one) readable and writable by everyone.
+        """Bind the socket (replacing a stale one) 0660, owned by ``self.group``.
 
-        Authorisation is by login through [[operators]], so the socket itself is open;
-        unknown logins are refused and audited.
+        Reaching it needs the service account or the readers' group; authorisation is
+        then by login through [[operators]]; unknown logins are refused and audited.
         """
         if os.path.exists(self.path):
             os.unlink(self.path)
         self._server = await asyncio.start_unix_server(self._serve, path=self.path,
                                                        backlog=BACKLOG)
-        os.chmod(self.path, 0o666)
+        restrict(self.path, SOCKET_MODE, self.group)
 
     async def close(self) -> None:
         """Stop accepting and remove the socket file."""

@@ -44,6 +44,7 @@ from facility.store.digest import (
     sample_line,
 )
 from facility.store.errors import StoreError, StoreFull, StoreLocked, StoreMissing, StoreRefused
+from facility.store.filemodes import restrict_db
 from facility.store.partitions import AttachedPartitions, day_of
 from facility.store.read import StoreReaders
 from facility.store.retention import StoreRetention, config_changes
@@ -110,8 +111,9 @@ class Store(StoreReaders, StoreRetention):
     """The facility database; the service is the only writer, everyone else opens readonly."""
 
     def __init__(self, path: str, *, readonly: bool = False, key: bytes | None = None,
-                 timeout_s: float = BUSY_TIMEOUT_S):
+                 timeout_s: float = BUSY_TIMEOUT_S, group: str | None = None):
         self.path = os.path.abspath(path)
+        self.group = group  # [storage] group: who may read the files (filemodes.py)
         self.readonly = readonly
         self.key = key
         self.config_version: int | None = None
@@ -128,7 +130,7 @@ class Store(StoreReaders, StoreRetention):
                                    check_same_thread=False)
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
-        self._parts = AttachedPartitions(conn, self.path)
+        self._parts = AttachedPartitions(conn, self.path, group)
         self._ids: dict[str, int] = {}
         self._gmp: set[int] = set()
         self.unfinished: tuple[dict[str, list], int] | None = None
@@ -142,6 +144,7 @@ class Store(StoreReaders, StoreRetention):
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
                 self._guard(apply_migrations, self.db, CORE_NAMESPACE, CORE_MIGRATIONS)
+                restrict_db(self.path, group)  # -wal/-shm exist now (created lazily)
                 self._load_caches()
                 self.reconcile()
             else:
@@ -154,9 +157,10 @@ class Store(StoreReaders, StoreRetention):
             raise
 
     @classmethod
-    def open(cls, path: str, *, readonly: bool = False, key: bytes | None = None) -> "Store":
+    def open(cls, path: str, *, readonly: bool = False, key: bytes | None = None,
+             group: str | None = None) -> "Store":
         """Same as ``Store(path, ...)``."""
-        return cls(path, readonly=readonly, key=key)
+        return cls(path, readonly=readonly, key=key, group=group)
 
     def close(self) -> None:
         """Detach partitions and close the connection (a second call does nothing)."""

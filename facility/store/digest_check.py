@@ -16,6 +16,15 @@ partition (day) and cycle (the digest's audit row id), what no longer matches:
 
 Version-1 digests (no ``"v"`` in the details) carry no membership fields: they are counted
 and skipped (``DigestCheck.v1_skipped``), so a store written only by version 1 checks nothing.
+
+``ts_range`` (``[from_ms, to_ms)`` on the digest row's ``ts_ms``) limits the samples and events
+checked to those cycles; rows and events outside them are then not named as inserted (other
+cycles own them), while the alarms, a small table, are still checked against every digest.
+``progress(done, total)`` is called after each chunk of sample rows read.
+
+:func:`check_witness` compares the chain head with the latest signed checkpoint of the witness
+file (``facility/store/witness.py``) and names audit rows missing at the tail, which the chain
+alone cannot see.
 """
 
 from __future__ import annotations
@@ -27,10 +36,11 @@ import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from facility.store.digest import alarm_sha256, event_doc, events_sha256, sample_line
 from facility.store.partitions import days_on_disk, open_partition_ro, partition_path
+from facility.store.witness import WitnessError, read_checkpoints
 
 _EMPTY = hashlib.sha256().hexdigest()
 _CHUNK = 50_000
@@ -48,6 +58,7 @@ class DigestCheck:
     events: int = 0
     alarms: int = 0
     seconds: float = 0.0
+    ranged: bool = False  # only some cycles checked: no row is named as inserted
 
     @property
     def ok(self) -> bool:
@@ -59,11 +70,15 @@ def _span(ids: list[int]) -> str:
     return f"cycle #{lo}" if lo == hi else f"cycles #{lo}-#{hi}"
 
 
-def _digests(conn: sqlite3.Connection) -> tuple[list[tuple[int, dict]], int]:
-    """Version-2 digest rows ``(id, details)`` in id order, and the count of older ones."""
+def _digests(conn: sqlite3.Connection, ts_range: tuple[int, int] | None = None
+             ) -> tuple[list[tuple[int, dict]], int]:
+    """Version-2 digest rows ``(id, details)`` in id order (those with ``ts_ms`` in
+    ``ts_range`` when given), and the count of older ones."""
     rows, v1 = [], 0
+    lo, hi = ts_range or (-(2**63), 2**63 - 1)
     for rid, details in conn.execute(
-        "SELECT id, details FROM audit WHERE action = 'cycle_digest' ORDER BY id"
+        "SELECT id, details FROM audit WHERE action = 'cycle_digest' AND ts_ms >= ?"
+        " AND ts_ms < ? ORDER BY id", (lo, hi)
     ):
         try:
             doc = json.loads(details) if details else {}
@@ -97,24 +112,28 @@ class _Day:
         return None
 
 
-def check_digests(conn: sqlite3.Connection, db_path: str) -> DigestCheck:
+def check_digests(conn: sqlite3.Connection, db_path: str, *,
+                  ts_range: tuple[int, int] | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> DigestCheck:
     """Recompute every version-2 cycle digest of the database at ``db_path`` (``conn`` open
-    on it, read-only is enough) from the partitions, events and alarms stored now."""
+    on it, read-only is enough) from the partitions, events and alarms stored now; only the
+    cycles whose digest row's ``ts_ms`` is in ``ts_range`` when given."""
     t0 = time.perf_counter()
-    out = DigestCheck()
-    digests, out.v1_skipped = _digests(conn)
+    out = DigestCheck(ranged=ts_range is not None)
+    digests, out.v1_skipped = _digests(conn, ts_range)
     out.cycles = len(digests)
     names = {pid: name for pid, name in conn.execute("SELECT id, point FROM points")}
     purged = {d for (d,) in conn.execute(  # the chained audit row, not the editable state
         "SELECT subject FROM audit WHERE action = 'partition_purged'")}
-    _check_samples(out, digests, names, purged, db_path)
+    _check_samples(out, digests, names, purged, db_path, progress)
     _check_events(out, conn, digests)
-    _check_alarms(out, conn, digests)
+    _check_alarms(out, conn, _digests(conn)[0] if out.ranged else digests)
     out.seconds = time.perf_counter() - t0
     return out
 
 
-def _check_samples(out: DigestCheck, digests, names, purged: set[str], db_path: str) -> None:
+def _check_samples(out: DigestCheck, digests, names, purged: set[str], db_path: str,
+                   progress: Callable[[int, int], None] | None = None) -> None:
     days: dict[str, _Day] = {}
     cycle_days: dict[int, list[str]] = {}
     want: dict[int, dict] = {}
@@ -141,6 +160,10 @@ def _check_samples(out: DigestCheck, digests, names, purged: set[str], db_path: 
                 d.late[(int(ts), point)] = cid
     skip = {cid for day in purged & set(days) for cid in days[day].expected}
     on_disk = set(days_on_disk(db_path))
+    if out.ranged:  # the other cycles' days are not read
+        on_disk &= set(days)
+    total = sum(sum(d.expected.values()) for d in days.values())
+    tick = (lambda n: progress(n, total)) if progress else None
     hashers: dict[int, Any] = {}
     counts: dict[tuple[int, str], int] = {}
     ending: dict[str, list[int]] = {}  # a cycle's hash is complete after its last day
@@ -157,12 +180,13 @@ def _check_samples(out: DigestCheck, digests, names, purged: set[str], db_path: 
                 f" {sum(d.expected.values())} rows)")
             skip.update(ids)
             continue
-        _hash_partition(out, d, day, names, db_path, hashers, counts, skip)
+        _hash_partition(out, d, day, names, db_path, hashers, counts, skip, tick)
         for cid in ending.get(day, []):
             _compare_samples(out, cid, want[cid], cycle_days[cid], hashers, counts, skip)
 
 
-def _hash_partition(out, d: _Day, day, names, db_path, hashers, counts, skip) -> None:
+def _hash_partition(out, d: _Day, day, names, db_path, hashers, counts, skip,
+                    tick: Callable[[int], None] | None = None) -> None:
     conn = open_partition_ro(db_path, day)
     if conn is None:
         return
@@ -176,6 +200,7 @@ def _hash_partition(out, d: _Day, day, names, db_path, hashers, counts, skip) ->
                 " ORDER BY ts_ms, point_id LIMIT ?", (*last, _CHUNK)).fetchall()
             if not rows:
                 break
+            before = orphans
             run_cid, run = None, []  # consecutive rows of one cycle, hashed in one update
             for ts, pid, value, q in rows:
                 point = names.get(pid) or f"#{pid}"
@@ -189,14 +214,17 @@ def _hash_partition(out, d: _Day, day, names, db_path, hashers, counts, skip) ->
                     continue
                 run.append(sample_line(ts, point, value, q))
             _feed(run_cid, run, day, hashers, counts, skip)
-            out.samples += len(rows)
+            # rows read; with a range only the chosen cycles' rows count
+            out.samples += len(rows) - (orphans - before if out.ranged else 0)
             last = (rows[-1][0], rows[-1][1])
+            if tick:
+                tick(out.samples)
     except sqlite3.DatabaseError as exc:
         out.findings.append(f"samples: partition {day} unreadable ({exc})")
         skip.update(d.expected)
     finally:
         conn.close()
-    if orphans and not out.v1_skipped:  # rows of version-1 cycles are claimed by no range
+    if orphans and not out.v1_skipped and not out.ranged:  # rows of version-1 cycles are claimed by no range
         out.findings.append(
             f"samples: partition {day}: {orphans} rows belong to no cycle (inserted; first at"
             f" ts {first[0]} point {first[1]})")
@@ -245,7 +273,7 @@ def _check_events(out: DigestCheck, conn: sqlite3.Connection, digests) -> None:
             out.findings.append(
                 f"events: cycle #{cid}: event rows {a}-{b} do not match the digest"
                 f" ({len(rows)} stored, {doc.get('events', 0)} in the digest)")
-    if out.v1_skipped:
+    if out.v1_skipped or out.ranged:
         return
     covered.sort()
     stray: list[int] = []
@@ -277,3 +305,27 @@ def _check_alarms(out: DigestCheck, conn: sqlite3.Connection, digests) -> None:
     if not out.v1_skipped:
         for aid in sorted(set(current) - set(recorded)):
             out.findings.append(f"alarms: {aid}: row in no cycle's digest (inserted)")
+
+
+def check_witness(conn: sqlite3.Connection, witness_file: str) -> list[str]:
+    """The chain head in ``conn`` against the latest checkpoint of the signed witness file
+    (tail truncation): one line per finding, none when the witnessed row is there unchanged
+    or the file has no checkpoint. A broken or unreadable witness file is one finding."""
+    try:
+        lines = read_checkpoints(witness_file)
+    except WitnessError as exc:
+        return [f"witness file broken: {exc}"]
+    except OSError as exc:
+        return [f"witness file {witness_file}: cannot read ({exc.strerror})"]
+    if not lines:
+        return []
+    wid, at = int(lines[-1]["row_id"]), lines[-1]["at"]
+    (last,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM audit").fetchone()
+    if wid > last:
+        return [f"audit rows {last + 1}..{wid} missing (witness at {at})"]
+    row = conn.execute("SELECT hash FROM audit WHERE id = ?", (wid,)).fetchone()
+    if row is None:
+        return [f"audit row {wid} missing (witness at {at})"]
+    if row[0] != lines[-1]["hash"]:
+        return [f"audit row {wid} differs from the witness checkpoint of {at}"]
+    return []

@@ -16,6 +16,7 @@ from collections import OrderedDict
 from datetime import datetime, timezone
 
 from facility.store.errors import StoreError
+from facility.store.filemodes import restrict_db
 from facility.store.schema import PARTITION_DDL, split_statements
 
 DAY_MS = 86_400_000
@@ -86,9 +87,10 @@ def unlink_partition(db_path: str, day: str) -> bool:
 class AttachedPartitions:
     """The writer's attached partitions, least recently used detached first."""
 
-    def __init__(self, conn: sqlite3.Connection, db_path: str):
+    def __init__(self, conn: sqlite3.Connection, db_path: str, group: str | None = None):
         self.conn = conn
         self.db_path = db_path
+        self.group = group
         self._attached: OrderedDict[str, str] = OrderedDict()
 
     def ensure(self, days: set[str]) -> dict[str, str]:
@@ -112,6 +114,7 @@ class AttachedPartitions:
             self.conn.execute(f"PRAGMA {s}.synchronous=NORMAL")
             for stmt in split_statements(PARTITION_DDL.format(s=s)):
                 self.conn.execute(stmt)
+            restrict_db(partition_path(self.db_path, day), self.group)
             self._attached[day] = s
         return {d: self._attached[d] for d in days}
 
