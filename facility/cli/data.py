@@ -69,6 +69,7 @@ def _open_ro(cfg):
 def export_cmd(config_path, frm, to, out, site, zone):
     """Auditor export: samples, alarms, audit slice, configs, manifest and report.html."""
     from facility.records.export import ExportRequest, export
+    from facility.store.keys import signing_key_path
 
     cfg = load(config_path)
     lo, hi = _range(frm, to, _tz(cfg, site, zone))
@@ -83,9 +84,13 @@ def export_cmd(config_path, frm, to, out, site, zone):
         else:
             manifest, sha = export(cfg, store, req)
     rows = manifest["files"]["samples.csv"]["rows"]
-    signed = (f"signed by {manifest['signature']['key']}" if "signature" in manifest else
-              "NOT signed (the signing key is not readable by this user; export as the "
-              "service account)")
+    if "signature" in manifest:
+        signed = f"signed by {manifest['signature']['key']}"
+    elif os.path.exists(signing_key_path(cfg)):
+        signed = ("NOT signed (the signing key is not readable by this user; export as the "
+                  "service account)")
+    else:
+        signed = "NOT signed (no signing key yet: the service creates it on its first start)"
     say(f"{out}: {len(manifest['files'])} files, {rows} samples, manifest sha256 {sha}, {signed}")
 
 

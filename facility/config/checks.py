@@ -117,6 +117,13 @@ HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 LOGIN = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._@-]*\$?$")
 EMAIL = re.compile(r"^[^@\s<>,;]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
+# The forms checked by one regular expression: (pattern, what the value is not).
+PATTERN_FORMS = {
+    "id": (ID, "is not a valid id; use letters, digits, '-' and '_'{eg}"),
+    "login": (LOGIN, "is not an OS login name{eg}"),
+    "env": (ENV_NAME, "must name an environment variable{eg}, not hold a value"),
+    "email": (EMAIL, "is not an e-mail address{eg}"),
+}
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
@@ -178,23 +185,14 @@ class Text:
             return self.empty or f"={v!r} is empty; give a value{eg}"
         if self.form == "nonblank":
             return None
-        if self.form == "id":
-            return None if ID.match(v) else (
-                f"={v!r} is not a valid id; use letters, digits, '-' and '_'{eg}")
-        if self.form == "login":
-            return None if LOGIN.match(v) else f"={v!r} is not an OS login name{eg}"
-        if self.form == "host":
-            return host_problem(v)
         if self.form == "url":
             return url_problem(v)
-        if self.form == "env":
-            return None if ENV_NAME.match(v) else (
-                f"={v!r} must name an environment variable{eg}, not hold a value")
-        if self.form == "email":
-            return None if EMAIL.match(v) else f"={v!r} is not an e-mail address{eg}"
         if self.form == "path":
             return None if "\x00" not in v else f"={v!r} is not a file path"
-        raise ValueError(f"unknown form {self.form!r}")  # a bug in the table, not user input
+        if self.form not in PATTERN_FORMS:
+            raise ValueError(f"unknown form {self.form!r}")  # a bug in the table, not user input
+        pattern, problem = PATTERN_FORMS[self.form]
+        return None if pattern.match(v) else f"={v!r} {problem.format(eg=eg)}"
 
 
 SECONDS = " s"
