@@ -17,6 +17,14 @@ $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	# Compile the numba kernels now, so the first start after install loads them instead of
+	# compiling (docs/ARCHITECTURE.md "Data flow": kernels ready first): into NUMBA_CACHE_DIR
+	# for the make targets, and into alarms.kernels' default (~/.cache/facility-numba) for a
+	# `facility run` started outside make (copied, then loaded once to check it).
+	mkdir -p $(NUMBA_CACHE_DIR) && test -w $(NUMBA_CACHE_DIR)
+	$(PY) -c "from alarms.engine import warm_up; warm_up()"
+	-mkdir -p $(HOME)/.cache/facility-numba && cp -R $(NUMBA_CACHE_DIR)/. $(HOME)/.cache/facility-numba/
+	-env -u NUMBA_CACHE_DIR $(PY) -c "from alarms.engine import warm_up; warm_up()"
 	touch $(STAMP)
 
 demo: $(STAMP)

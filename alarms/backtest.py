@@ -131,46 +131,119 @@ def run_backtest(rules_with_keys: Sequence[tuple], arrays: SampleArrays,
     ``stale_after_s`` (point id -> seconds) adds the stale transitions of those points
     (see ``stale_transitions``), merged into the same order.
     """
-    index = {pid: i for i, pid in enumerate(arrays.point_ids)}
-    rules, keys, names, pids = [], [], [], []
-    for n, item in enumerate(rules_with_keys):
-        pid, limit_name, rule = item[0], item[1], item[2]
-        if pid not in index:
-            raise ValueError(f"rule {n}: point {pid!r} is not among the samples' point ids")
-        if limit_name not in LIMIT_NAMES:
-            raise ValueError(f"rule {n}: limit {limit_name!r} is not one of "
-                             f"{', '.join(LIMIT_NAMES)}")
-        if not isinstance(rule, Rule):
-            raise TypeError(f"rule {n}: expected alarms.engine.Rule, got {type(rule).__name__}")
-        rules.append(replace(rule, point=index[pid]))
-        key = item[3] if len(item) > 3 else f"{pid}:{limit_name}"
-        keys.append(key if key not in keys else f"{key}#{n}")
-        names.append(limit_name)
-        pids.append(pid)
-    tr = Engine(rules, keys=keys).feed(arrays.point, arrays.ts, arrays.value, arrays.good)
-    rank = {name: i for i, name in enumerate(LIMIT_NAMES)}
-    order = sorted(range(len(tr)), key=lambda j: (
-        arrays.ts[tr["sample"][j]], arrays.row[tr["sample"][j]],
-        rank[names[tr["rule"][j]]], tr["rule"][j]))
-    keyed = []
-    for j in order:
-        r, s = int(tr["rule"][j]), int(tr["sample"][j])
-        obj = {
-            "ts": iso_ms(round(float(arrays.ts[s]) * 1000)),
-            "point": pids[r],
-            "limit": names[r],
-            "event": "raise" if tr["event"][j] > 0 else "clear",
-            "value": float(arrays.value[s]),
-            "onset": iso_ms(round(float(tr["onset"][j]) * 1000)),
-        }
-        if include_rule:
-            obj["rule"] = r
-        keyed.append(((float(arrays.ts[s]), int(arrays.row[s]), rank[names[r]]), obj))
-    if stale_after_s:
-        keyed += [((ts, row, len(LIMIT_NAMES)), obj)
-                  for ts, row, obj in stale_transitions(stale_after_s, arrays)]
-        keyed.sort(key=lambda kv: kv[0])  # stable: each source keeps its own order
-    return [obj for _key, obj in keyed]
+    run = Backtest(rules_with_keys, arrays.point_ids, include_rule, stale_after_s)
+    return run.feed(arrays) + run.finish()
+
+
+class Backtest:
+    """:func:`run_backtest` over a stream of chunks (a day from the store is 50 M samples).
+
+    One ``Engine`` and one ``StaleTracker`` carry their state from chunk to chunk, as the
+    live service's do from cycle to cycle. Each :meth:`feed` returns its chunk's
+    transitions in the documented order; when the chunks follow one another in time and
+    ``row`` (the chunk's ``SampleArrays.row``) keeps growing, as the store's reads do, the
+    chunks' lists joined, then :meth:`finish` (stale found at the end of the input), equal
+    one :func:`run_backtest` over all the samples at once.
+    """
+
+    def __init__(self, rules_with_keys: Sequence[tuple], point_ids: Sequence[str],
+                 include_rule: bool = False,
+                 stale_after_s: Mapping[str, float] | None = None) -> None:
+        self.point_ids = tuple(point_ids)
+        index = {pid: i for i, pid in enumerate(self.point_ids)}
+        rules, keys, names, pids = [], [], [], []
+        for n, item in enumerate(rules_with_keys):
+            pid, limit_name, rule = item[0], item[1], item[2]
+            if pid not in index:
+                raise ValueError(f"rule {n}: point {pid!r} is not among the samples' point ids")
+            if limit_name not in LIMIT_NAMES:
+                raise ValueError(f"rule {n}: limit {limit_name!r} is not one of "
+                                 f"{', '.join(LIMIT_NAMES)}")
+            if not isinstance(rule, Rule):
+                raise TypeError(f"rule {n}: expected alarms.engine.Rule, got {type(rule).__name__}")
+            rules.append(replace(rule, point=index[pid]))
+            key = item[3] if len(item) > 3 else f"{pid}:{limit_name}"
+            keys.append(key if key not in keys else f"{key}#{n}")
+            names.append(limit_name)
+            pids.append(pid)
+        self.engine = Engine(rules, keys=keys)
+        self.names, self.pids, self.include_rule = names, pids, include_rule
+        self.rank = {name: i for i, name in enumerate(LIMIT_NAMES)}
+        self.stale_ids = [pid for pid in self.point_ids if pid in (stale_after_s or {})]
+        self.tracker = None
+        if self.stale_ids:
+            slot = np.full(len(self.point_ids), -1, dtype=np.int64)
+            for k, pid in enumerate(self.stale_ids):
+                slot[index[pid]] = k
+            self.slot = slot
+            self.tracker = StaleTracker(np.array([stale_after_s[pid] for pid in self.stale_ids],
+                                                 dtype=np.float64))
+        self.end: tuple[float, int] | None = None  # last input time, row after the last
+        self.samples = 0
+
+    def feed(self, arrays: SampleArrays) -> list[dict]:
+        """The transitions of one chunk, in order."""
+        n = arrays.point.shape[0]
+        if n == 0:
+            return []
+        self.samples += n
+        end_ts, end_row = float(arrays.ts.max()), int(arrays.row.max()) + 1
+        if self.end is not None:
+            end_ts, end_row = max(end_ts, self.end[0]), max(end_row, self.end[1])
+        self.end = (end_ts, end_row)
+        tr = self.engine.feed(arrays.point, arrays.ts, arrays.value, arrays.good)
+        names, pids, rank = self.names, self.pids, self.rank
+        keyed = []
+        if len(tr):
+            smp, rule = tr["sample"], tr["rule"]
+            order = sorted(range(len(tr)), key=lambda j: (
+                arrays.ts[smp[j]], arrays.row[smp[j]], rank[names[rule[j]]], rule[j]))
+            for j in order:
+                r, s = int(rule[j]), int(smp[j])
+                obj = {
+                    "ts": iso_ms(round(float(arrays.ts[s]) * 1000)),
+                    "point": pids[r],
+                    "limit": names[r],
+                    "event": "raise" if tr["event"][j] > 0 else "clear",
+                    "value": float(arrays.value[s]),
+                    "onset": iso_ms(round(float(tr["onset"][j]) * 1000)),
+                }
+                if self.include_rule:
+                    obj["rule"] = r
+                keyed.append(((float(arrays.ts[s]), int(arrays.row[s]), rank[names[r]]), obj))
+        if self.tracker is not None:
+            stale = self._stale(arrays)
+            if stale:
+                keyed += [((ts, row, len(LIMIT_NAMES)), obj) for ts, row, obj in stale]
+                keyed.sort(key=lambda kv: kv[0])  # stable: each source keeps its own order
+        return [obj for _key, obj in keyed]
+
+    def _stale(self, arrays: SampleArrays) -> list[tuple[float, int, dict]]:
+        order = np.lexsort((arrays.row, arrays.ts))
+        if (order[1:] > order[:-1]).all():
+            order = None  # already in time order (the store's reads): no copies
+        pt = arrays.point if order is None else arrays.point[order]
+        found = self.tracker.feed(
+            self.slot[pt], *((arrays.ts, arrays.value, arrays.good) if order is None else
+                             (arrays.ts[order], arrays.value[order], arrays.good[order])))
+        out = []
+        for tr in found:
+            s = int(tr["sample"]) if order is None else int(order[int(tr["sample"])])
+            ts, row = float(arrays.ts[s]), int(arrays.row[s])
+            clear = tr["event"] < 0
+            out.append((ts, row, _stale_obj(self.stale_ids[int(tr["point"])], ts, clear,
+                                            float(arrays.value[s]) if clear else None,
+                                            float(tr["onset"]))))
+        return out
+
+    def finish(self) -> list[dict]:
+        """Stale raises found at the end of the input (after its last row)."""
+        if self.tracker is None or self.end is None:
+            return []
+        end_ts = self.end[0]
+        return [_stale_obj(self.stale_ids[int(tr["point"])], end_ts, tr["event"] < 0, None,
+                           float(tr["onset"]))
+                for tr in self.tracker.check(end_ts)]  # raises only: a cleared point had a good sample
 
 
 def stale_transitions(stale_after_s: Mapping[str, float],
@@ -184,30 +257,12 @@ def stale_transitions(stale_after_s: Mapping[str, float],
     samples are taken in time order, then input row; points not in ``stale_after_s`` have
     no stale alarm.
     """
-    ids = [pid for pid in arrays.point_ids if pid in stale_after_s]
-    if not ids or arrays.point.shape[0] == 0:
+    run = Backtest([], arrays.point_ids, stale_after_s=stale_after_s)
+    if run.tracker is None or arrays.point.shape[0] == 0:
         return []
-    index = {pid: i for i, pid in enumerate(arrays.point_ids)}
-    slot = np.full(len(arrays.point_ids), -1, dtype=np.int64)
-    for k, pid in enumerate(ids):
-        slot[index[pid]] = k
-    tracker = StaleTracker(np.array([stale_after_s[pid] for pid in ids], dtype=np.float64))
-    order = np.lexsort((arrays.row, arrays.ts))
-    found = tracker.feed(slot[arrays.point[order]], arrays.ts[order], arrays.value[order],
-                         arrays.good[order])
+    out = run._stale(arrays)
     end_ts, end_row = float(arrays.ts.max()), int(arrays.row.max()) + 1
-    out = []
-    for tr in found:
-        s = int(order[int(tr["sample"])])
-        ts, row = float(arrays.ts[s]), int(arrays.row[s])
-        clear = tr["event"] < 0
-        out.append((ts, row, _stale_obj(ids[int(tr["point"])], ts, clear,
-                                        float(arrays.value[s]) if clear else None,
-                                        float(tr["onset"]))))
-    for tr in tracker.check(end_ts):  # raises only: a cleared point had a good sample
-        out.append((end_ts, end_row, _stale_obj(ids[int(tr["point"])], end_ts, tr["event"] < 0,
-                                                None, float(tr["onset"]))))
-    return out
+    return out + [(end_ts, end_row, obj) for obj in run.finish()]
 
 
 def _stale_obj(pid: str, ts: float, clear: bool, value: float | None, onset: float) -> dict:

@@ -32,10 +32,26 @@ P_SIGN, P_SLIMIT, P_SBACK, P_ON, P_OFF, P_M, P_GAP = range(7)
 N_PARAMS = 7
 S_ACTIVE, S_RUN_T0, S_CLR_C0 = range(3)
 N_STATE = 3
-# Integer state of the M-of-N window (head, length, beyond count) and its layout
-# (offset into the ring buffers, N): kept as int64 so the hot loop never converts.
-W_HEAD, W_LEN, W_CNT = range(3)
-WP_OFF, WP_N = range(2)
+# The M-of-N window of a rule keeps only its last M beyond samples (time and the point's
+# sample number), in a ring buffer: "at least M of the last N good samples are beyond" is
+# "the M-th most recent beyond sample is one of the last N", and a sample that is not beyond
+# changes nothing but the point's sample count. Integer state (ring head, stored entries)
+# and layout (offset into the ring buffers, N, M): int64 so the hot loop never converts.
+W_HEAD, W_LEN = range(2)
+WP_OFF, WP_N, WP_M = range(3)
+# Per point, one 64-byte row (one cache line) holding what the hot loop reads for every
+# sample: the "steady set" of the point's rules and the time of its previous evaluated
+# sample, and its count of evaluated samples (COUNT, exact as a float up to 2**53). A
+# sample with v <= HI, v > LO, -v <= NHI, -v > NLO, t < DUE and t - LAST <= GAP
+# changes no state of any rule of the point and raises or clears nothing, so the kernel
+# only records its time and counts it (see ``_bounds``); every other sample takes the full
+# path.
+ST_HI, ST_LO, ST_NHI, ST_NLO, ST_DUE, ST_GAP, ST_LAST, ST_COUNT = range(8)
+N_STEADY = 8
+# A delay's deadline is moved this much (relative) earlier than t0 + delay, so that
+# ``t < DUE`` implies ``t - t0 < delay`` in floating point too: a sample close to the
+# deadline takes the full path, which decides with the exact compare.
+_DUE_MARGIN = 1e-12
 
 
 @njit(cache=True)
@@ -46,20 +62,96 @@ def _grow(buf, n):
     return out
 
 
+@njit(cache=True, inline="always")
+def _bounds(active, t0, c0, m, wlen, slimit, sback, on, off, max_gap):
+    """One rule's steady set from its state: (upper, lower) bounds of s*v, due, gap.
+
+    The samples that change nothing for the rule (docs/ARCHITECTURE.md "Limit rules"):
+    inactive with no run, or with an M-of-N window: a value not beyond; inactive within a
+    beyond run: a beyond value before t0 + on_delay_s; active with no back run: a value not
+    back; active within a back run: a back value before c0 + off_delay_s. A rule with a run
+    (or beyond entries in its window) also needs no gap (t - last <= max_gap_s); a gap over
+    an empty run changes nothing. Each condition is one compare of s*v against a bound, with
+    the same strict/non-strict side as the full path.
+    Scalars only: a call with array arguments would cost reference counting per call.
+    """
+    up = np.inf
+    low = -np.inf
+    due = np.inf
+    gap = np.inf
+    if active == 0.0:
+        if m != 0.0:
+            up = slimit
+            if wlen != 0:
+                gap = max_gap
+        elif t0 == t0:
+            low = slimit
+            due = t0 + on - (abs(t0) + on) * _DUE_MARGIN
+            gap = max_gap
+        else:
+            up = slimit
+    else:
+        if c0 == c0:
+            up = sback
+            due = c0 + off - (abs(c0) + off) * _DUE_MARGIN
+            gap = max_gap
+        else:
+            low = sback
+    return up, low, due, gap
+
+
 @njit(cache=True)
-def _scan_limits(point, ts, value, good, rule_ptr, rule_idx, params, wpar, plast, quiet,
-                 band, state, wst, win_ts, win_beyond, start, t_rule, t_sample, t_event,
-                 t_onset):
-    """Evaluate docs/ARCHITECTURE.md "Limit rules" over one batch, updating ``state`` in place.
+def _steady_all(rule_ptr, params, state, wst, pst):
+    """Every point's steady set (after a reset or a state load): the intersection of its
+    rules' (``_bounds``), a high rule's bounds on v and a low rule's on -v; ``_scan_limits``
+    folds them the same way after each full-path sample."""
+    for p in range(pst.shape[0]):
+        hi = np.inf
+        lo = -np.inf
+        nhi = np.inf
+        nlo = -np.inf
+        due = np.inf
+        gap = np.inf
+        for r in range(rule_ptr[p], rule_ptr[p + 1]):
+            up, low, due_r, gap_r = _bounds(
+                state[r, S_ACTIVE], state[r, S_RUN_T0], state[r, S_CLR_C0], params[r, P_M],
+                wst[r, W_LEN], params[r, P_SLIMIT], params[r, P_SBACK], params[r, P_ON],
+                params[r, P_OFF], params[r, P_GAP])
+            if params[r, P_SIGN] > 0.0:
+                hi = min(hi, up)
+                lo = max(lo, low)
+            else:
+                nhi = min(nhi, up)
+                nlo = max(nlo, low)
+            due = min(due, due_r)
+            gap = min(gap, gap_r)
+        pst[p, ST_HI] = hi
+        pst[p, ST_LO] = lo
+        pst[p, ST_NHI] = nhi
+        pst[p, ST_NLO] = nlo
+        pst[p, ST_DUE] = due
+        pst[p, ST_GAP] = gap
+
+
+@njit(cache=True)
+def _scan_limits(point, ts, value, good, rule_ptr, rule_idx, params, wpar, pst, state,
+                 wst, win_ts, win_idx, start, t_rule, t_sample, t_event, t_onset):
+    """Evaluate docs/ARCHITECTURE.md "Limit rules" over one batch, updating state in place.
 
     Rules are stored grouped by point (CSR): the rules of point p are rows
     ``rule_ptr[p]:rule_ptr[p + 1]`` of ``params``/``state``/``wpar``/``wst``, and
     ``rule_idx`` maps a row back to the caller's rule index (ascending within a point),
     so the transitions come out ordered by sample, then rule, without sorting, and the
     hot loop reads each rule's parameters without an indirection. The M-of-N window of
-    row r is the ring buffer ``win_ts/win_beyond[off:off + N]`` with ``off, N = wpar[r]``
-    and head, length and beyond count in ``wst[r]``. ``plast`` is each point's previous
-    evaluated time; ``quiet``/``band`` drive the per-point fast path below.
+    row r is the ring buffer ``win_ts/win_idx[off:off + M]`` (time and point sample count
+    of its last M beyond samples) with ``off, N, M = wpar[r]`` and head and stored entries
+    in ``wst[r]``. ``pst`` holds each point's steady set, the time of its previous
+    evaluated sample and their count (ST_* columns, see ``_bounds``).
+
+    A sample inside its point's steady set costs one cache line read and two stores, with
+    one well-predicted branch, whether the point is compliant, in a long excursion, waiting
+    out a delay or between the beyond samples of an M-of-N window. Otherwise the sample takes the full path through every rule of
+    the point, which folds each rule's new steady set into the point's as it goes.
 
     Scanning starts at sample ``start``; transitions go to the ``t_*`` output arrays.
     When they could overflow, the scan stops *before* a sample (state is consistent at
@@ -68,33 +160,38 @@ def _scan_limits(point, ts, value, good, rule_ptr, rule_idx, params, wpar, plast
     4x slower). Returns (count, next sample); next sample == len(point) when done.
     """
     n = point.shape[0]
-    n_points = rule_ptr.shape[0] - 1
+    n_points = pst.shape[0]
     cap = t_rule.shape[0]
     k = 0
     for i in range(start, n):
         p = point[i]
         if p < 0 or p >= n_points:
             continue
-        if k + rule_ptr[p + 1] - rule_ptr[p] > cap:
-            return k, i
         t = ts[i]
         v = value[i]
+        last = pst[p, ST_LAST]
         # "Skipped": not good, not finite (value or time), a duplicate (same time as the
-        # point's previous evaluated sample) or out of order (earlier).
-        if not good[i] or not np.isfinite(v) or not np.isfinite(t):
-            continue
-        last = plast[p]
-        if t <= last:
-            continue
-        plast[p] = t
-        # Fast path: when every rule of the point is inactive with no run and no beyond
-        # sample in its window ("quiet"), a value inside the point's compliant band
-        # [max low limit, min high limit] changes nothing: a gap has no run to break, and
-        # a window of compliant entries is equivalent to an empty one.
-        if quiet[p] and band[p, 0] <= v <= band[p, 1]:
+        # point's previous evaluated sample) or out of order (earlier); one branch.
+        if not (good[i] & np.isfinite(v) & np.isfinite(t) & (t > last)):
             continue
         dt = t - last
-        q = True
+        # The steady set: this sample changes nothing but the point's time and count.
+        if ((v <= pst[p, ST_HI]) & (v > pst[p, ST_LO]) & (-v <= pst[p, ST_NHI])
+                & (-v > pst[p, ST_NLO]) & (t < pst[p, ST_DUE]) & (dt <= pst[p, ST_GAP])):
+            pst[p, ST_LAST] = t
+            pst[p, ST_COUNT] += 1.0
+            continue
+        if k + rule_ptr[p + 1] - rule_ptr[p] > cap:
+            return k, i
+        pst[p, ST_LAST] = t
+        c = pst[p, ST_COUNT] + 1.0  # this sample's number among the point's evaluated ones
+        pst[p, ST_COUNT] = c
+        hi = np.inf
+        lo = -np.inf
+        nhi = np.inf
+        nlo = -np.inf
+        due = np.inf
+        gap = np.inf
         for r in range(rule_ptr[p], rule_ptr[p + 1]):
             m = params[r, P_M]
             sv = v * params[r, P_SIGN]
@@ -104,7 +201,6 @@ def _scan_limits(point, ts, value, good, rule_ptr, rule_idx, params, wpar, plast
                 state[r, S_CLR_C0] = np.nan
                 wst[r, W_HEAD] = 0
                 wst[r, W_LEN] = 0
-                wst[r, W_CNT] = 0
             beyond = sv > params[r, P_SLIMIT]
             event = 0
             onset = 0.0
@@ -121,48 +217,35 @@ def _scan_limits(point, ts, value, good, rule_ptr, rule_idx, params, wpar, plast
                             onset = t0
                     elif state[r, S_RUN_T0] == state[r, S_RUN_T0]:
                         state[r, S_RUN_T0] = np.nan  # a good, not beyond sample ends the run
-                elif not beyond and wst[r, W_CNT] == 0:
-                    # Fast path: a window holding no beyond sample can be emptied without
-                    # changing any later count or onset (only beyond entries within the
-                    # last N samples matter, and all the dropped entries are older ones
-                    # that are not beyond), so the common compliant sample costs one read.
-                    if wst[r, W_LEN] != 0:
-                        wst[r, W_HEAD] = 0
-                        wst[r, W_LEN] = 0
-                else:
-                    # "Inactive" with M-of-N over the last N good samples.
-                    nn = wpar[r, WP_N]
+                elif beyond:
+                    # "Inactive" with M-of-N: it raises when at least M of the last N good
+                    # samples (this one included) are beyond, i.e. when the M-th most recent
+                    # beyond sample is among the last N (sample count > c - N). At that
+                    # sample exactly M are (one fewer would have raised before), so the
+                    # onset, the earliest beyond time in the window, is that sample's time.
+                    mm = wpar[r, WP_M]
                     base = wpar[r, WP_OFF]
                     head = wst[r, W_HEAD]
                     wlen = wst[r, W_LEN]
-                    cnt = wst[r, W_CNT]
-                    if wlen == nn:  # full: the oldest entry (at head) drops out
-                        cnt -= win_beyond[base + head]
-                    else:
-                        wlen += 1
                     win_ts[base + head] = t
-                    win_beyond[base + head] = 1 if beyond else 0
-                    if beyond:
-                        cnt += 1
+                    win_idx[base + head] = c
                     head += 1
-                    if head == nn:
+                    if head == mm:
                         head = 0
+                    if wlen < mm:
+                        wlen += 1
                     wst[r, W_HEAD] = head
                     wst[r, W_LEN] = wlen
-                    wst[r, W_CNT] = cnt
-                    if cnt >= m:  # at least M of the last N (this one included)
+                    # full ring: the oldest of the last M is at head
+                    if wlen == mm and win_idx[base + head] > c - wpar[r, WP_N]:
                         event = 1
-                        onset = t
-                        for q in range(wlen):  # entries fill 0..wlen-1 after a reset
-                            if win_beyond[base + q] == 1 and win_ts[base + q] < onset:
-                                onset = win_ts[base + q]
+                        onset = win_ts[base + head]
                 if event == 1:
                     state[r, S_ACTIVE] = 1.0
                     state[r, S_RUN_T0] = np.nan
                     state[r, S_CLR_C0] = np.nan
                     wst[r, W_HEAD] = 0
                     wst[r, W_LEN] = 0
-                    wst[r, W_CNT] = 0
             else:
                 # "Active": a run of consecutive back samples from c0 clears after off_delay.
                 if sv <= params[r, P_SBACK]:
@@ -179,7 +262,6 @@ def _scan_limits(point, ts, value, good, rule_ptr, rule_idx, params, wpar, plast
                         state[r, S_CLR_C0] = np.nan
                         wst[r, W_HEAD] = 0
                         wst[r, W_LEN] = 0
-                        wst[r, W_CNT] = 0
                 else:
                     state[r, S_CLR_C0] = np.nan
             if event != 0:
@@ -188,10 +270,25 @@ def _scan_limits(point, ts, value, good, rule_ptr, rule_idx, params, wpar, plast
                 t_event[k] = event
                 t_onset[k] = onset
                 k += 1
-            if state[r, S_ACTIVE] != 0.0 or state[r, S_RUN_T0] == state[r, S_RUN_T0] \
-                    or wst[r, W_CNT] != 0:
-                q = False
-        quiet[p] = q
+            # fold this rule's steady set into the point's (see ``_steady_all``)
+            up, low, due_r, gap_r = _bounds(
+                state[r, S_ACTIVE], state[r, S_RUN_T0], state[r, S_CLR_C0], m,
+                wst[r, W_LEN], params[r, P_SLIMIT], params[r, P_SBACK], params[r, P_ON],
+                params[r, P_OFF], params[r, P_GAP])
+            if params[r, P_SIGN] > 0.0:
+                hi = min(hi, up)
+                lo = max(lo, low)
+            else:
+                nhi = min(nhi, up)
+                nlo = max(nlo, low)
+            due = min(due, due_r)
+            gap = min(gap, gap_r)
+        pst[p, ST_HI] = hi
+        pst[p, ST_LO] = lo
+        pst[p, ST_NHI] = nhi
+        pst[p, ST_NLO] = nlo
+        pst[p, ST_DUE] = due
+        pst[p, ST_GAP] = gap
     return k, n
 
 

@@ -132,8 +132,11 @@ def _zone_limits(cfg: Config, point, zone: Zone | None, mode: str) -> dict[str, 
         # Derived cascade point "ZONE - REFERENCE": signed min_dp_pa (docs/ARCHITECTURE.md "Pressure cascade").
         name = "action_low" if zone.min_dp_pa > 0 else "action_high"
         delay = zone.door_grace_s if getattr(point, "door", False) else 0.0
-        src = (f"zones[{zone.id}].min_dp_pa={zone.min_dp_pa:+g} Pa vs {zone.reference}"
-               " (Annex 1 4.14: >= 10 Pa between grades)")
+        # A GMP room cites EU GMP Annex 1 4.14; a non-GMP room (the fab) cites its site
+        # practice, since Annex 1 does not apply there.
+        why = ("EU GMP Annex 1 4.14: >= 10 Pa between grades" if zone.gmp_grade is not None
+               else "site practice, ISO 14644-4: 10-15 Pa between cleanliness classes")
+        src = f"zones[{zone.id}].min_dp_pa={zone.min_dp_pa:+g} Pa vs {zone.reference} ({why})"
         if delay:
             src += f"; door_grace_s={delay:g} on-delay (door contact between the rooms)"
             if zone.justification:

@@ -7,6 +7,12 @@ partition size. Baselines measured in the same run: the same rows through raw
 ``executemany`` into a plain rowid table (append only, no key), and into a table keyed
 ``(point_id, ts_ms)`` (the layout docs/ARCHITECTURE.md measured as costly).
 
+The headline ratio (issue 16: ``write_cycle`` >= 0.3 x raw ``executemany``): the same cycles
+go, interleaved cycle by cycle (alternating which goes first, so drift of a shared machine
+falls on both alike), through ``Store.write_cycle`` (partitions, latest, aggregates, the
+cycle digest) and through raw ``executemany`` of the same rows into a plain table, one
+transaction each; the ratio is raw time / write_cycle time (1.0 would be free).
+
 Why the store writes samples with raw ``executemany`` and small tables with sqlite-utils:
 the same cycles' sample rows go, interleaved cycle by cycle, into two partitions of the
 store's own layout, one through ``executemany`` and one through sqlite-utils'
@@ -165,6 +171,38 @@ def bench_sample_paths(folder: str, n_points: int, seconds: int) -> dict[str, li
     return times
 
 
+def bench_interleaved(folder: str, n_points: int, seconds: int) -> dict[str, list[float]]:
+    """``write_cycle`` and raw ``executemany`` of the same rows, alternating per cycle."""
+    store = Store(os.path.join(folder, "inter.db"))
+    names = [f"DEV-{(i - 1) // 20:03d}.p{i:04d}" for i in range(1, n_points + 1)]
+    store.register_points([PointInfo(n, n.split(".")[0], "MEC", "Z1", "temperature", "C", 1,
+                                     gmp=(i % 2 == 0)) for i, n in enumerate(names)])
+    raw = sqlite3.connect(os.path.join(folder, "inter_raw.db"), isolation_level=None)
+    raw.execute("PRAGMA journal_mode=WAL")
+    raw.execute("PRAGMA synchronous=NORMAL")
+    raw.execute("CREATE TABLE samples (point_id INTEGER, ts_ms INTEGER, value REAL,"
+                " quality INTEGER)")
+
+    def write_raw(rows):
+        raw.execute("BEGIN IMMEDIATE")
+        raw.executemany("INSERT INTO samples VALUES (?, ?, ?, ?)", rows)
+        raw.execute("COMMIT")
+
+    times: dict[str, list[float]] = {"write_cycle": [], "executemany": []}
+    for sec in range(seconds):
+        rows = cycle_rows(n_points, sec)
+        samples = [Sample(names[pid - 1], ts, v, Quality(q)) for pid, ts, v, q in rows]
+        order = (("write_cycle", lambda: store.write_cycle(Cycle(samples=samples))),
+                 ("executemany", lambda: write_raw(rows)))
+        for name, fn in order if sec % 2 == 0 else order[::-1]:
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    store.close()
+    raw.close()
+    return times
+
+
 def bench_state_upsert(folder: str, cycles: int) -> dict[str, list[float]]:
     """The heartbeat upsert of every cycle (one ``service_state`` row), both ways."""
     conn = sqlite3.connect(os.path.join(folder, "state.db"), isolation_level=None)
@@ -204,6 +242,7 @@ def main() -> None:
             "raw executemany, (point_id, ts) key": bench_raw(folder, n, seconds, keyed=True),
         }
         paths = bench_sample_paths(folder, n, seconds)
+        inter = bench_interleaved(folder, n, seconds)
         state = bench_state_upsert(folder, seconds)
     samples = n * seconds
     base = results["raw executemany, plain table"]
@@ -228,6 +267,15 @@ def main() -> None:
     a, b = paths["insert_all"], paths["executemany"]
     print(f"  ratio sqlite-utils insert_all / raw executemany: p50 x{statistics.median(a) / statistics.median(b):.2f},"
           f" p99 x{pct(a, 99) / pct(b, 99):.2f}")
+    a, b = inter["write_cycle"], inter["executemany"]
+    print(f"\nwrite_cycle vs raw executemany of the same rows, interleaved ({n} samples a cycle):")
+    print(f"  write_cycle  p50 {statistics.median(a) * 1e3:7.2f} ms   mean {statistics.mean(a) * 1e3:7.2f} ms"
+          f"   p99 {pct(a, 99) * 1e3:7.2f} ms")
+    print(f"  executemany  p50 {statistics.median(b) * 1e3:7.2f} ms   mean {statistics.mean(b) * 1e3:7.2f} ms"
+          f"   p99 {pct(b, 99) * 1e3:7.2f} ms")
+    print(f"  ratio raw / write_cycle: p50 {statistics.median(b) / statistics.median(a):.2f},"
+          f" mean {statistics.mean(b) / statistics.mean(a):.2f} (issue 16: >= 0.3, goal 0.5;"
+          f" samples, latest, aggregates and the digest included)")
     a, b = state["upsert_all"], state["executemany"]
     print(f"one-row service_state upsert per cycle: raw {statistics.median(b) * 1e6:.0f} us,"
           f" sqlite-utils upsert_all {statistics.median(a) * 1e6:.0f} us (p50,"

@@ -8,6 +8,7 @@ one and the same list.
 
 from __future__ import annotations
 
+import datetime
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ SLOW_CHECK_S = 60.0
 """Free disk and clock sync are sampled once a minute (``facility.service.health``): both
 change over minutes to hours and need no finer resolution."""
 SKIPPED_WINDOW_S = 60.0  # skipped scans are counted per connection over the last minute
+LOST_CYCLES_POINT = "system.lost_cycles"  # engine cycles lost in the last SKIPPED_WINDOW_S
 
 
 def connections(cfg: Config) -> dict[tuple[str, int], list[str]]:
@@ -82,6 +84,13 @@ def system_points(cfg: Config, cycle_s: float) -> list[RulePoint]:
                                                   off_delay_s=2 * SLOW_CHECK_S)},
                   limit_sources={"action_low": "storage.free_disk_min_mb"},
                   alarm_kind="disk_low", alarm_subject="system", critical=True, kind="health"),
+        RulePoint(LOST_CYCLES_POINT, SYSTEM_DEVICE, None, None, "health", "cycles",
+                  limits={"action_high": LimitSpec(limit=float(k), off_delay_s=SKIPPED_WINDOW_S)},
+                  limit_sources={"action_high": (
+                      f"{src}: more than {k} engine cycles lost (the loop fell whole cycles"
+                      f" behind) in {SKIPPED_WINDOW_S:g} s; alarms.skipped_runs_max")},
+                  alarm_kind="lost_cycles", alarm_subject="system", critical=True,
+                  kind="health"),
         RulePoint("system.store_unwritten", SYSTEM_DEVICE, None, None, "health", "cycles",
                   limits={"action_high": LimitSpec(limit=BIT)},
                   limit_sources={"action_high": f"{src}: cycles held unwritten (disk full)"},
@@ -125,6 +134,29 @@ def comm_problems(cfg: Config) -> list[str]:
     return out
 
 
+CALIBRATION_WARN_DAYS = 30
+"""A calibration due within this many days is "due_soon" (an advisory in check-config, the TUI
+and the report; docs/ARCHITECTURE.md "Calibration tracking")."""
+
+
+def calibration_status(device_cfg: Device, today: datetime.date) -> tuple[str, int | None]:
+    """``("ok" | "due_soon" | "overdue", days)`` of a device's calibration on ``today``.
+
+    ``days`` is ``calibration_due - today`` in days: how many are left (0 on the due day),
+    negative once overdue. The due day itself is still in calibration; "overdue" starts the
+    day after (ISO 21501-4 asks for a yearly particle-counter calibration; the date is the
+    site's, ``devices[].calibration_due``). Within ``CALIBRATION_WARN_DAYS`` it is
+    "due_soon". A device without ``calibration_due`` is ``("ok", None)``: nothing to track.
+    """
+    due = device_cfg.calibration_due
+    if due is None:
+        return "ok", None
+    days = (due - today).days
+    if days < 0:
+        return "overdue", days
+    return ("due_soon" if days <= CALIBRATION_WARN_DAYS else "ok"), days
+
+
 # Particle counter faults after which its records are not valid (sensors.counter marks a
 # flow fault's records BAD; a laser out of spec or a counter not sampling records nothing
 # that counts): in a room that must be monitored continuously the room then has no valid
@@ -134,13 +166,17 @@ RECORD_FAULTS = {"flow_fault": "flow", "laser_fault": "laser",
 RECORD_FAULT_PRIORITY = "high"
 
 
-def _record_fault(cfg: Config, p: PointDef, dev: Device) -> tuple[str, str] | None:
+def _record_fault(cfg: Config, p: PointDef, dev: Device,
+                  zones: Mapping[str, object] | None = None) -> tuple[str, str] | None:
     """(priority floor, source) for a counter's flow, laser or sampling fault in a room of
     ISO class <= 5 or grade A/B (EU GMP Annex 1 §9.17 / §9.18: grade A, and B similarly,
     monitored continuously; ISO <= 5 rooms are treated alike, as their action limits are
     critical); None elsewhere, where the configured instrument priority stays."""
     what = RECORD_FAULTS.get(p.name)
-    zone = next((z for z in cfg.zones if z.id == dev.zone), None)
+    if what is None:
+        return None
+    zone = (zones.get(dev.zone) if zones is not None
+            else next((z for z in cfg.zones if z.id == dev.zone), None))
     if what is None or zone is None or not (
             (zone.iso_class is not None and zone.iso_class <= 5) or zone.gmp_grade in ("A", "B")):
         return None
@@ -151,7 +187,8 @@ def _record_fault(cfg: Config, p: PointDef, dev: Device) -> tuple[str, str] | No
         " monitoring: EU GMP Annex 1 9.17/9.18)")
 
 
-def _rule_point(cfg: Config, p: PointDef, dev: Device) -> RulePoint:
+def _rule_point(cfg: Config, p: PointDef, dev: Device,
+                zones: Mapping[str, object] | None = None) -> RulePoint:
     """Adapt a device point; status, comm, leak and detector bits get their implicit limits."""
     base = dict(id=p.id, device=p.device, zone=dev.zone, site=dev.site, quantity=p.quantity,
                 unit=p.unit, size_um=p.size_um, limits=dict(p.limits),
@@ -171,7 +208,7 @@ def _rule_point(cfg: Config, p: PointDef, dev: Device) -> RulePoint:
             limit_sources={"action_high": "detector fault bit (the detector's own status)"},
             alarm_kind="fault", alarm_subject=dev.id, critical=toxic))
     if p.quantity == "status" and not p.limits:
-        floor = _record_fault(cfg, p, dev)
+        floor = _record_fault(cfg, p, dev, zones)
         return RulePoint(**base | dict(
             limits={"action_high": LimitSpec(limit=BIT)},
             limit_sources={"action_high": floor[1] if floor else
@@ -268,13 +305,15 @@ def build_catalogue(cfg: Config, *, cycle_s: float = 1.0) -> Catalogue:
     devices = {d.id: d for d in cfg.devices}
     zones = {z.id: z for z in cfg.zones}
     polled = expand_points(cfg)
-    points = [_rule_point(cfg, p, devices[p.device]) for p in polled]
+    # one pass, dictionary lookups: nothing here scans every point or zone per point
+    points = [_rule_point(cfg, p, devices[p.device], zones) for p in polled]
     cascades, problems = cascade_points(cfg, points)
+    stale_of = {p.id: p.stale_after_s or 0 for p in points}
     derived = [RulePoint(id=c.id, device=c.zone, zone=c.zone, site=zones[c.zone].site,
                          quantity="pressure_diff_zone", unit="Pa", decimals=1, kind="derived",
                          door=c.door,
-                         stale_after_s=max((p.stale_after_s or 0) for p in points
-                                           if p.id in (c.plus, c.minus)) or None,
+                         stale_after_s=max(stale_of.get(c.plus, 0),
+                                           stale_of.get(c.minus, 0)) or None,
                          between=f"{c.zone} - {c.reference}" if c.door else None)
                for c in cascades]
     gas, gas_problems = gas_points(cfg, points)

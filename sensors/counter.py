@@ -208,6 +208,8 @@ class Counter:
             Sample(f"{dev}.device_error", now_ms, float(self._bit(h.status, "device_error")), Quality.GOOD),
             Sample(f"{dev}.clock_offset_s", now_ms, float(round(offset_s)), Quality.GOOD),
             Sample(f"{dev}.clock_fault", now_ms, float(clock_bad), Quality.GOOD),
+            Sample(f"{dev}.sample_time_s", now_ms, float(h.sample_time_s), Quality.GOOD),
+            Sample(f"{dev}.hold_time_s", now_ms, float(h.hold_time_s), Quality.GOOD),
         ]
         lost_s, conflicts, records = 0.0, 0, []
         last_ms = self.to_utc_ms(h.last_sample_ts_s)

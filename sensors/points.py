@@ -47,6 +47,9 @@ COUNTER_STATUS: dict[str, tuple[str, str, int]] = {
     "records_lost": ("status", "s", 0),
     "record_conflict": ("status", "", 0),
     "clock_fault": ("status", "", 0),
+    # the sample and hold time the instrument reports (40033 / 40031), for the devices screen
+    "sample_time_s": ("duration", "s", 0),
+    "hold_time_s": ("duration", "s", 0),
 }
 
 

@@ -136,10 +136,25 @@ class ConnectionJob:
         self.shared = len(pollers) > 1
         self.runs = 0
         self.skipped = 0  # scheduler runs of this job skipped (late, or previous still going)
+        # and scan turns of a unit passed over because the job came too late for them: counted
+        # in ``skipped`` too and kept as gaps (device, from_ms, to_ms, turns) for the service
+        # to store (docs/ARCHITECTURE.md "The monitoring watches itself": overload is visible)
+        self.turns_skipped = 0
+        self.gaps: list[dict] = []
 
     def _skip_dead(self, p: DevicePoller) -> bool:
         return (self.shared and p.health.consecutive_failures >= DEAD_AFTER_FAILURES
                 and time.monotonic() - p.last_try < self.dead_probe_s)
+
+    def _missed(self, p: DevicePoller, due: float, now: float, turns: int) -> None:
+        """``turns`` scans of ``p`` from monotonic ``due`` were not polled: count, keep."""
+        self.skipped += turns
+        self.turns_skipped += turns
+        wall = now_ms()
+        self.gaps.append({"device": p.device.id, "turns": turns,
+                          "from_ms": wall - int(round((now - due) * 1000)), "to_ms": wall,
+                          "scan_s": p.device.scan_s})
+        log.debug("poll job %s:%s passed over %d scan(s) of %s", *self.key, turns, p.device.id)
 
     async def cycle(self, force: bool = False) -> list[Sample]:
         """Poll every unit that is due (all of them when ``force``)."""
@@ -152,13 +167,20 @@ class ConnectionJob:
                 continue
             if not force and self._skip_dead(p):
                 # not probed this turn: its comm_ok 0 still goes out, so the comm alarm's
-                # delay keeps running on a per-cycle record
+                # delay keeps running on a per-cycle record; its schedule moves on (a turn
+                # not probed is the comm alarm's, not a skipped scan)
+                while p.next_due and p.next_due <= now + slack:
+                    p.next_due += p.device.scan_s
                 out.extend(p.health.samples(now_ms()))
                 continue
             if not p.next_due:
                 p.next_due = now
+            due, turns = p.next_due, 0
             while p.next_due <= now + slack:  # keep the schedule; never drift, never burst
                 p.next_due += p.device.scan_s
+                turns += 1
+            if turns > 1:
+                self._missed(p, due, now, turns - 1)
             out.extend(await p.poll())
         return out
 
@@ -192,8 +214,16 @@ class Poller:
 
     @property
     def skipped_runs(self) -> int:
-        """Job runs skipped because the previous run was still going or was too late."""
-        return sum(self.skipped.values())
+        """Job runs skipped (previous still going, or too late) and unit scans passed over."""
+        return sum(self.skipped.values()) + sum(j.turns_skipped for j in self.jobs.values())
+
+    def take_gaps(self) -> list[dict]:
+        """The scan turns passed over since the last call (and forget them)."""
+        out: list[dict] = []
+        for j in self.jobs.values():
+            out += j.gaps
+            j.gaps = []
+        return out
 
     def devices(self) -> dict[str, DevicePoller]:
         """Device id -> its poller (cycle counts, health, counter state)."""

@@ -32,10 +32,11 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from facility.config.schema import Config, Device
 from facility.domain.errors import RuntimeFailure, UsageError
+from facility.domain.vocab import ZONE_MODES
 from sensors.points import PointDef, device_points
 from sensors.profiles import load_profile
 from sensors.registers import encode
-from sensors.simulator_physics import CounterModel, live_value, zone_iso
+from sensors.simulator_physics import MODE_RAMP_S, CounterModel, live_value, mode_clock, zone_iso
 
 log = logging.getLogger("sensors.simulator")
 if logging.getLogger("pymodbus").level == logging.NOTSET:
@@ -63,8 +64,14 @@ class SimUnit:
         self.counter: CounterModel | None = None
         if self.cmap is not None:
             zone = next((z for z in sim.cfg.zones if z.id == dev.zone), None)
-            self.counter = CounterModel(tuple(c.size_um for c in self.cmap.channels), zone_iso(zone),
-                                        self.rng, sim.record_s, sim.hold_s, sim.buffer_size)
+            # counts follow the zone's mode (docs/ARCHITECTURE.md "Particle counts"): what its
+            # schedule says, or what set_mode() was told
+            record_s = sim.record_s if sim.record_s is not None else (
+                (dev.sample_s or self.cmap.record_interval_s) / sim.speed)
+            self.counter = CounterModel(
+                tuple(c.size_um for c in self.cmap.channels), zone_iso(zone), self.rng, record_s,
+                sim.hold_s, sim.buffer_size, mode_at=mode_clock(sim.cfg, zone, sim.modes),
+                mode_iso={m: zone_iso(zone, m) for m in ZONE_MODES}, ramp_s=sim.ramp_s)
             self.counter.prefill(sim.now_s(), sim.prefill)
         self.disabled_channels: set[float] = set()
         self.reads = 0
@@ -77,7 +84,7 @@ class SimUnit:
             if p.table != table:
                 continue
             v = live_value(self.sim.cfg, self.dev, p.name, p.quantity, p.measures, t, self.rng,
-                           self.scenario)
+                           self.scenario, p.limits)
             if table in ("coil", "discrete"):
                 word, bit = divmod(p.address, 16)
                 regs[word] = (regs[word] & ~(1 << bit)) | (int(bool(v)) << bit)
@@ -206,9 +213,11 @@ class Simulator:
 
     def __init__(self, cfg: Config, scenario: str = "normal", seed: int = 0, speed: float = 1.0,
                  bind: str = "127.0.0.1", port_offset: int = 0, ports: dict[int, int] | None = None,
-                 ephemeral: bool = False, record_s: float = 60.0, hold_s: float = 0.0,
+                 ephemeral: bool = False, record_s: float | None = None, hold_s: float = 0.0,
                  buffer_size: int = 500, prefill: int = 10, slow_s: float = 5.0,
-                 devices: list[str] | None = None):
+                 devices: list[str] | None = None, clock=None):
+        """``clock``: a function returning the simulated wall clock in Unix s (default
+        ``time.time``): tests drive the physics in simulated time with it."""
         if scenario not in SCENARIOS:
             raise ValueError(f"scenario {scenario!r} is unknown; use one of {', '.join(SCENARIOS)}")
         if not (isinstance(speed, (int, float)) and math.isfinite(speed) and 0 < speed <= MAX_SPEED):
@@ -217,9 +226,15 @@ class Simulator:
         self.cfg = cfg
         self.seed, self.speed, self.bind = seed, speed, bind
         self.port_offset, self.ports, self.ephemeral = port_offset, dict(ports or {}), ephemeral
-        self.record_s, self.hold_s = record_s / speed, hold_s / speed
+        # record_s None: each counter records every sample_s of its config (else the
+        # profile's interval); a number plays every counter at that record time
+        self.record_s = None if record_s is None else record_s / speed
+        self.hold_s = hold_s / speed
+        self.modes: dict[str, str] = {}  # zone -> mode set_mode() forces (else its schedule)
+        self.ramp_s = MODE_RAMP_S / speed
         self.buffer_size, self.prefill, self.slow_s = buffer_size, prefill, slow_s
-        self.start_s = time.time()
+        self._clock = clock or time.time
+        self.start_s = self._clock()
         self.writes: list[tuple[str, int, list[int]]] = []
         self.clock_skew_s: dict[str, float] = {}
         chosen = [d for d in cfg.devices if devices is None or d.id in devices]
@@ -231,7 +246,7 @@ class Simulator:
 
     def now_s(self) -> float:
         """Simulated wall clock (Unix s); instrument clocks and record times use it."""
-        return time.time()
+        return self._clock()
 
     # -------------------------------------------------------------- servers
     def _port_units(self, cfg_port: int) -> list[SimUnit]:
@@ -337,6 +352,21 @@ class Simulator:
         log.info("scenario %s on %s", scenario, ", ".join(u.dev.id for u in targets))
         return [u.dev.id for u in targets]
 
+    def set_mode(self, zone_id: str, mode: str | None) -> None:
+        """Play ``zone_id``'s rooms in ``mode`` from now on (None: back to its schedule), as a
+        room's occupancy changes when the operator records it with ``facility mode``."""
+        if mode is not None and mode not in ZONE_MODES:
+            raise ValueError(f"mode {mode!r} is unknown; use one of {', '.join(ZONE_MODES)}")
+        if not any(z.id == zone_id for z in self.cfg.zones):
+            raise KeyError(f"no zone {zone_id!r}")
+        for u in self.units.values():
+            if u.counter is not None and u.dev.zone == zone_id:
+                u.counter.catch_up(self.now_s(), u.scenario)  # records so far keep the old mode
+        if mode is None:
+            self.modes.pop(zone_id, None)
+        else:
+            self.modes[zone_id] = mode
+
     def schedule(self, timeline: list[tuple[float, str, str | None]]) -> asyncio.Task:
         """Run ``[(t_s, scenario, device), ...]`` (seconds from now, divided by speed)."""
         async def run():
@@ -362,7 +392,7 @@ async def run_simulator(cfg: Config, scenario: str = "normal", seed: int = 0, sp
                         bind: str = "127.0.0.1", port_offset: int = 0,
                         stop_event: asyncio.Event | None = None,
                         timeline: list[tuple[float, str, str | None]] | None = None,
-                        record_s: float = 60.0) -> None:
+                        record_s: float | None = None) -> None:
     """``facility simulate``: serve every device until ``stop_event`` is set (or cancelled)."""
     sim = Simulator(cfg, scenario=scenario, seed=seed, speed=speed, bind=bind,
                     port_offset=port_offset, record_s=record_s)

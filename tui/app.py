@@ -5,6 +5,11 @@ the tests. Data flow: a timer (every ``refresh_s``) starts a worker thread that 
 :class:`~tui.data.Snapshot` and posts it; the app stores it in the reactive ``snapshot``
 and hands it to the screen in view. Operator actions go to the service over its socket
 from :class:`~tui.screens.action_modal.ActionModal`.
+
+Inside ``facility run`` the app is handed ``stop_service``: the service lives in this process,
+so ``q`` asks first (:class:`~tui.screens.quit_confirm.QuitConfirm`) and stops it only when
+confirmed. ``facility tui`` and ``facility demo`` pass none; quitting only closes the viewer.
+A new critical alarm occurrence rings the terminal bell once (``[tui] bell``).
 """
 
 from __future__ import annotations
@@ -27,7 +32,10 @@ from tui.screens.base import DataScreen
 from tui.screens.devices import DevicesScreen
 from tui.screens.hazmat import HazmatScreen
 from tui.screens.help import HelpScreen
+from tui.screens.history import ZoneHistoryScreen
 from tui.screens.overview import OverviewScreen
+from tui.screens.quit_confirm import QuitConfirm
+from tui.screens.trend import TrendScreen
 from tui.screens.zone_detail import ZoneDetailScreen
 from tui.views.common import zone_mode
 
@@ -61,13 +69,16 @@ class FacilityApp(App):
         Binding("5,h", "show('hazmat')", "Hazmat", show=False),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
+        Binding("t", "trend", "Trend", show=False),
+        Binding("e", "zone_history", "History", show=False),
     ]
 
     snapshot: reactive[Snapshot | None] = reactive(None, init=False, always_update=True)
 
     def __init__(self, cfg: Config, db_path: str, *, refresh_s: float = 1.0,
                  login: str | None = None, clock: Callable[[], int] | None = None,
-                 on_quit: Callable[[], None] | None = None):
+                 on_quit: Callable[[], None] | None = None,
+                 stop_service: Callable[[], None] | None = None):
         super().__init__()
         self.cfg = cfg
         self.db_path = db_path
@@ -75,6 +86,9 @@ class FacilityApp(App):
         self.login = login or current_login()
         self.clock = clock or wall_clock_ms
         self.on_quit = on_quit
+        self.stop_service = stop_service  # facility run: the service lives in this process
+        self.bells = 0  # bells rung for new critical alarms (tests and the log read it)
+        self._critical_seen: set[tuple[str, int | None]] | None = None
         self.limits = LimitIndex(compile_limits(cfg))
         self.reader = DbReader(db_path)
         self.request = ReadRequest()
@@ -98,8 +112,9 @@ class FacilityApp(App):
         if self._reading:
             return
         self._reading = True
-        req = ReadRequest(self.request.trend_zone, self.request.history_alarm,
-                          self.request.hazmat or self.current_mode == "hazmat")
+        r = self.request
+        req = ReadRequest(r.trend_zone, r.history_alarm, r.hazmat or self.current_mode == "hazmat",
+                          r.trend_every_s, r.trend_point, r.trend_span, r.zone_history)
         self.run_worker(lambda: self._read(req), thread=True, group="refresh",
                         exit_on_error=False)
 
@@ -120,9 +135,24 @@ class FacilityApp(App):
             return
         self.snapshots_seen += 1
         self.limits.update_alarms(snap.alarms)
+        self._ring_for_new_critical(snap)
         screen = self._data_screen()
         if screen is not None:
             screen.show(snap)
+
+    def _ring_for_new_critical(self, snap: Snapshot) -> None:
+        """Ring once per critical occurrence that turned up unacknowledged since the last
+        snapshot (those already there when the TUI started are not new: they rang, or were
+        seen, elsewhere). ISA-18.2 / EEMUA 191: the highest priority gets an audible alert."""
+        if snap.error is not None:
+            return
+        now = {(a["id"], a.get("occurrence")) for a in snap.alarms
+               if a.get("priority") == "critical" and a.get("state") == "UNACK"}
+        seen, self._critical_seen = self._critical_seen, (self._critical_seen or set()) | now
+        if seen is None or not (now - seen) or not self.cfg.tui.bell:
+            return
+        self.bells += 1
+        self.bell()
 
     def _data_screen(self) -> DataScreen | None:
         """The data screen a snapshot is drawn on: the one in view, or the one under a modal.
@@ -132,18 +162,36 @@ class FacilityApp(App):
         then prunes every screen (their widgets go before they do) and empties the screen
         stacks while this message loop still runs. ``self.screen`` would then raise
         ScreenStackError, and a screen being pruned has lost the widgets ``show`` fills.
+
+        A screen just pushed or switched to is on the stack before its widgets are composed
+        (on a busy machine a snapshot can come in between): it is skipped until mounted, and
+        draws the latest snapshot itself when it comes into view (``on_screen_resume``).
         """
         if not self.is_running:
             return None
         for s in reversed(self.screen_stack):
             if isinstance(s, DataScreen):
-                return s
+                return s if s.is_mounted else None
         return None
 
     def want_trends(self, zone: str | None) -> None:
         """Ask the reader for a zone's 1-minute aggregates (None: no trends needed)."""
         self.request.trend_zone = zone
         if zone is not None:
+            self.refresh_data()
+
+    def want_point_trend(self, point: str | None, span: str = "1h") -> None:
+        """Ask the reader for one point's trend over a span of ``tui.data.SPANS`` (None: no)."""
+        changed = (point, span) != (self.request.trend_point, self.request.trend_span)
+        self.request.trend_point, self.request.trend_span = point, span
+        if point is not None and changed:
+            self.refresh_data()
+
+    def want_zone_history(self, zone: str | None) -> None:
+        """Ask the reader for the events of one zone's alarms (None: no)."""
+        changed = zone != self.request.zone_history
+        self.request.zone_history = zone
+        if zone is not None and changed:
             self.refresh_data()
 
     def focus_alarm(self, alarm_id: str | None) -> None:
@@ -171,13 +219,65 @@ class FacilityApp(App):
         else:
             self.switch_mode("zone")
 
+    def open_trend(self, point: str, span: str = "1h") -> None:
+        """Show one point's trend (1 h to 30 d) over the screen in view."""
+        self.push_screen(TrendScreen(point, span))
+
+    def open_zone_history(self, zone: str) -> None:
+        """Show the alarm history of one zone over the screen in view."""
+        self.push_screen(ZoneHistoryScreen(zone))
+
+    def action_trend(self) -> None:
+        """``t``: the trend of the highlighted point (zone screen) or alarm's point."""
+        point = None
+        if isinstance(self.screen, ZoneDetailScreen):
+            point = self.screen.query_one("#points").current_key
+        elif isinstance(self.screen, AlarmsScreen):
+            point = (self.screen.current_alarm or {}).get("point")
+        if point:
+            self.open_trend(point)
+        elif isinstance(self.screen, (ZoneDetailScreen, AlarmsScreen)):
+            self.notify("no point to show a trend of", severity="warning")
+
+    def action_zone_history(self) -> None:
+        """``e``: the alarm history of the zone in view (zone screen) or the alarm's zone."""
+        zone = None
+        if isinstance(self.screen, ZoneDetailScreen):
+            zone = self.zone_focus
+        elif isinstance(self.screen, AlarmsScreen):
+            zone = (self.screen.current_alarm or {}).get("zone")
+        elif isinstance(self.screen, OverviewScreen):
+            zone = self.screen.query_one("#zones").current_zone
+        if zone:
+            self.open_zone_history(zone)
+
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
 
     async def action_quit(self) -> None:
-        if self.on_quit is not None:
-            self.on_quit()
-        self.exit()
+        if self.stop_service is None:
+            if self.on_quit is not None:
+                self.on_quit()
+            self.exit()
+            return
+        if not isinstance(self.screen, QuitConfirm):
+            self.push_screen(QuitConfirm(), self._quit_answer)
+
+    def _quit_answer(self, stop: bool | None) -> None:
+        if not stop:
+            self.notify("the monitoring service keeps running")
+            return
+        self.notify("stopping the monitoring service…", timeout=30)
+        self.run_worker(self._stop_and_exit, thread=True, group="quit", exit_on_error=False)
+
+    def _stop_and_exit(self) -> None:
+        """Worker thread: stop the service (it commits what it holds), then close the TUI."""
+        try:
+            if self.on_quit is not None:
+                self.on_quit()
+            self.stop_service()
+        finally:
+            self.call_from_thread(self.exit)
 
     # ---- operator actions ------------------------------------------------------------------
 
@@ -185,10 +285,11 @@ class FacilityApp(App):
         """The display name of this login in [[operators]] (None when unknown)."""
         return next((o.name for o in self.cfg.operators if o.login == self.login), None)
 
-    def open_action(self, action: str, *, alarm: dict) -> None:
-        """Open the action dialog for an alarm occurrence."""
+    def open_action(self, action: str, *, alarm: dict | None = None,
+                    alarms: list[dict] | None = None) -> None:
+        """Open the action dialog for an alarm occurrence, or several (one reason)."""
         self.push_screen(ActionModal(action, self.db_path, self.login, self.operator_name(),
-                                     alarm=alarm), self._action_done)
+                                     alarm=alarm, alarms=alarms), self._action_done)
 
     def open_mode_change(self, zone: str) -> None:
         """Open the dialog to change a zone's mode (at_rest / in_operation)."""
@@ -206,15 +307,21 @@ class FacilityApp(App):
         self.notify(text, severity="information" if outcome.ok else "error")
         if isinstance(self.screen, AlarmsScreen):
             self.screen.set_status(text, outcome.ok)
+            if outcome.results:
+                self.screen.unmark([(r.payload["alarm"], r.payload.get("occurrence"))
+                                    for r in outcome.accepted])
         self.refresh_data()
 
 
 def make_app(cfg: Config, db_path: str, *, refresh_s: float = 1.0, login: str | None = None,
              clock: Callable[[], int] | None = None,
-             on_quit: Callable[[], None] | None = None) -> FacilityApp:
-    """The TUI over ``db_path`` (opened read-only); ``clock`` returns UTC ms (tests fix it)."""
+             on_quit: Callable[[], None] | None = None,
+             stop_service: Callable[[], None] | None = None) -> FacilityApp:
+    """The TUI over ``db_path`` (opened read-only); ``clock`` returns UTC ms (tests fix it);
+    ``stop_service``: the service runs in this process (``facility run``), so quitting asks
+    and then calls it."""
     return FacilityApp(cfg, db_path, refresh_s=refresh_s, login=login, clock=clock,
-                       on_quit=on_quit)
+                       on_quit=on_quit, stop_service=stop_service)
 
 
 def run_tui(cfg: Config, db_path: str, *, on_quit: Callable[[], None] | None = None) -> None:

@@ -20,6 +20,15 @@ from alarms.chatter import chattering
 from facility.store import Store, StoreError
 
 HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+
+SPANS: dict[str, tuple[int, str]] = {
+    "1h": (HOUR_MS, "1m"), "24h": (DAY_MS, "1m"), "7d": (7 * DAY_MS, "1h"),
+    "30d": (30 * DAY_MS, "1h")}
+"""A point trend's spans: (length, aggregate resolution). Minute buckets up to a day (at most
+1 440, a few per screen column), hourly ones beyond (168 for a week, 720 for 30 days), so one
+trend read stays a few hundred rows whatever the span (docs/ARCHITECTURE.md "Storage")."""
+BUCKET_MS = {"1m": 60_000, "1h": HOUR_MS}
 
 
 @dataclass(eq=False)
@@ -42,6 +51,10 @@ class Snapshot:
     history_of: str | None = None  # the alarm id the history belongs to (None: recent events)
     trends: dict[str, list[dict]] = field(default_factory=dict)  # point -> 1-min buckets, last hour
     trends_zone: str | None = None
+    point_trend: list[dict] = field(default_factory=list)  # buckets of the trend screen's point
+    point_trend_of: tuple[str, str] | None = None  # (point, span) they belong to
+    zone_history: list[dict] = field(default_factory=list)  # events of a zone's alarms
+    zone_history_of: str | None = None  # the zone they belong to
     hazmat: list[dict] | None = None  # containers summed per store/substance; None: no ledger
 
     def value(self, point: str) -> tuple[float | None, int | None, int | None]:
@@ -65,6 +78,9 @@ class ReadRequest:
     history_alarm: str | None = None
     hazmat: bool = False
     trend_every_s: float = 5.0
+    trend_point: str | None = None  # the trend screen's point
+    trend_span: str = "1h"  # a key of SPANS
+    zone_history: str | None = None  # the zone whose alarm history is on screen
 
 
 class DbReader:
@@ -90,6 +106,9 @@ class DbReader:
         self._trends_at: int = 0
         self._hazmat: list[dict] | None = None
         self._hazmat_at: int = 0
+        self._point_trend: list[dict] = []
+        self._point_trend_key: tuple | None = None
+        self._point_trend_at: int = 0
 
     def close(self) -> None:
         """Close the read-only connection (waits for a read in progress)."""
@@ -168,6 +187,13 @@ class DbReader:
         if req.trend_zone:
             self._read_trends(store, now_ms, req)
             snap.trends, snap.trends_zone = self._trends, req.trend_zone
+        if req.trend_point:
+            self._read_point_trend(store, now_ms, req)
+            snap.point_trend = self._point_trend
+            snap.point_trend_of = (req.trend_point, req.trend_span)
+        if req.zone_history:
+            snap.zone_history = store.zone_events(req.zone_history, 200)
+            snap.zone_history_of = req.zone_history
         if req.hazmat:
             if self._hazmat_at == 0 or now_ms - self._hazmat_at >= 5000 or now_ms < self._hazmat_at:
                 self._hazmat = store.hazmat_totals()
@@ -185,3 +211,17 @@ class DbReader:
             if row.get("zone") == req.trend_zone:
                 out[name] = store.aggregates(row["id"], now_ms - HOUR_MS, now_ms + 60_000, "1m")
         self._trends, self._trends_key, self._trends_at = out, key, now_ms
+
+    def _read_point_trend(self, store: Store, now_ms: int, req: ReadRequest) -> None:
+        """One point over its span, re-read every ``trend_every_s`` for the last hour and
+        once a minute for longer spans (their newest bucket moves no faster than that)."""
+        span_ms, res = SPANS.get(req.trend_span, SPANS["1h"])
+        key = (req.trend_point, req.trend_span, self._points_sig)
+        every_ms = req.trend_every_s * 1000 if span_ms <= HOUR_MS else 60_000
+        fresh = now_ms - self._point_trend_at < every_ms and now_ms >= self._point_trend_at
+        if key == self._point_trend_key and fresh:
+            return
+        row = self._points.get(req.trend_point)
+        buckets = [] if row is None else store.aggregates(
+            row["id"], now_ms - span_ms, now_ms + BUCKET_MS[res], res)
+        self._point_trend, self._point_trend_key, self._point_trend_at = buckets, key, now_ms

@@ -1,4 +1,4 @@
-"""Formatting shared by the screens: local times with offset, compact values, styles.
+"""Formatting shared by the screens: local times with offset, numbers, styles.
 
 docs/ARCHITECTURE.md "Samples and quality": storage is UTC; the TUI shows the site's local time with
 its offset, e.g. ``2026-11-23 18:02:11 +08:00``.
@@ -10,6 +10,8 @@ import math
 from datetime import datetime, timezone
 from functools import lru_cache
 from zoneinfo import ZoneInfo
+
+from facility.domain.display import fmt_number
 
 # The words (priorities and their order, the duration grammar) are the one vocabulary's;
 # re-exported here beside the styles the screens pair them with.
@@ -63,26 +65,24 @@ def short_time(ts_ms: int | None, tz: str = "UTC") -> str:
     return datetime.fromtimestamp(ts_ms / 1000.0, tz=zone_info(tz)).strftime("%m-%d %H:%M:%S")
 
 
-def fmt_value(value: float | None, decimals: int | None = 1) -> str:
-    """Compact: 3520000 -> ``3.52M``, 35200 -> ``35.2k``, 12.34 -> ``12.3``; None -> ``--``."""
+def fmt_value(value: float | None, decimals: int | None = None) -> str:
+    """A bare number in the one format of every screen (``facility.domain.display.fmt_number``:
+    significant digits for its magnitude, thousands grouped): 35200 -> ``35 200`` (never
+    ``35.2k``), 0.005 -> ``0.005`` (never ``0.01``), 12.34 -> ``12.3``; None -> ``--``.
+
+    ``decimals`` is accepted for older callers and ignored: the digits follow the value, so
+    0.004 and 0.005 ppm never read alike. Values with their unit: ``display.fmt_value``.
+    """
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "--"
-    a = abs(value)
-    if a >= 1e6:
-        return f"{value / 1e6:.3g}M"
-    if a >= 1e4:
-        return f"{value / 1e3:.3g}k"
-    d = 1 if decimals is None else max(0, min(int(decimals), 2))
-    if a >= 1000:
-        d = 0
-    return f"{value:.{d}f}"
+    return fmt_number(value)
 
 
-def fmt_signed(value: float | None, decimals: int = 1) -> str:
-    """A pressure difference with its sign: ``+12.3``, ``-4.0``."""
+def fmt_signed(value: float | None, decimals: int | None = None) -> str:
+    """A pressure difference with its sign: ``+12.3``, ``-4`` (``--`` for None)."""
     if value is None or not math.isfinite(value):
         return "--"
-    return f"{value:+.{decimals}f}"
+    return fmt_number(value, signed=True)
 
 
 def fmt_duration(seconds: float | None) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from facility.catalogue import Catalogue, build_catalogue, within_limits
 from facility.config.schema import Config
+from facility.domain.display import fmt_limit, fmt_value
 from facility.domain.model import LIMIT_NAMES
 
 log = logging.getLogger(__name__)
@@ -96,11 +97,23 @@ def classify(value: float | None, limits: dict[str, Limit]) -> str | None:
     return "ok"
 
 
-def short_limits(limits: dict[str, Limit]) -> str:
-    """``<18.0 <19.0 >23.0 >24.0``-style summary, action limits in capitals: ``AL18 al19 ah23 AH24``."""
-    tags = {"action_low": "AL", "alert_low": "al", "alert_high": "ah", "action_high": "AH"}
-    from tui.fmt import fmt_value
+LIMIT_WORDS = {"action_high": "action high", "alert_high": "alert high",
+               "alert_low": "alert low", "action_low": "action low"}
+"""A limit's name as people read it."""
 
-    parts = [f"{tags[n]}{fmt_value(limits[n].value, 1).removesuffix('.0')}"
-             for n in reversed(LIMIT_NAMES) if n in limits]
-    return " ".join(parts)
+
+def limit_text(limits: dict[str, Limit], unit: str | None = "", quantity: str | None = None,
+               name: str | None = None) -> str:
+    """``alert 7 140 / action 10 200 /m³``: the limits in force, in the one format
+    (``facility.domain.display.fmt_limit``); a 0/1 point as ``action when OPEN``."""
+    return fmt_limit({n: lim.value for n, lim in limits.items()}, unit, quantity, name=name)
+
+
+def limit_line(name: str, lim: Limit, unit: str | None = "", quantity: str | None = None,
+               point: str | None = None) -> str:
+    """One limit with its name and unit: ``action high 3 520 /m³``, ``action low +10 Pa``;
+    a 0/1 point's as the state that raises it, ``action when OPEN``."""
+    words = fmt_limit({name: lim.value}, unit, quantity, name=point)
+    if words.startswith(tuple(f"{level} when" for level in ("alert", "action"))):
+        return words
+    return f"{LIMIT_WORDS.get(name, name)} {fmt_value(lim.value, unit, quantity, name=point)}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from facility.cli import actions, config, data, hazmat, keys, kpi, service  # noqa: F401 - registers commands
+from facility.cli import actions, campus, config, data, hazmat, keys, kpi, pages, service  # noqa: F401 - registers commands
 from facility.cli.group import cli
 
 

@@ -13,6 +13,7 @@ import click
 
 from facility.cli.errors import CHECK_FAILED, RUNTIME, USAGE, CliError, Exit
 from facility.cli.group import cli, config_option, load, say
+from facility.domain.display import person
 from facility.domain.model import iso_ms
 from facility.domain.vocab import ZONE_MODES, DurationError, parse_duration, priority_rank
 
@@ -26,9 +27,32 @@ def open_reader(cfg):
     return Store(cfg.db_path, readonly=True)
 
 
-def _send(cfg, payload: dict) -> None:
-    from facility.service.socket import ActionRefused, ServiceNotRunning, request
+def _readers(cfg) -> list:
+    """The databases a command reads: the site's own, or every mirror of a central config."""
+    if not cfg.central.sites:
+        return [open_reader(cfg)]
+    import os
 
+    from facility.campus.central import mirror_path
+    from facility.store import Store
+
+    return [Store(mirror_path(cfg, s), readonly=True) for s in cfg.central.sites
+            if os.path.exists(mirror_path(cfg, s))]
+
+
+def _send(cfg, payload: dict) -> None:
+    from facility.service.socket import ActionRefused, ServiceNotRunning, current_login, request
+
+    if cfg.central.sites:  # a central config: the site's own service decides (via central)
+        from facility.campus.central import relay_action, site_of
+
+        site = site_of(cfg, alarm=payload.get("alarm"), device=payload.get("device"),
+                       zone=payload.get("zone"))
+        reply = relay_action(cfg, site, payload, current_login())
+        if not reply.get("ok"):
+            raise CliError(f"refused at {site.id}: {reply.get('message')}", USAGE)
+        say(f"{site.id}: {reply.get('message')} (by {current_login()}, via central)")
+        return
     try:
         reply = request(cfg.db_path, payload)
     except ServiceNotRunning as exc:
@@ -47,8 +71,10 @@ def _alarm_payload(cfg, action: str, alarm: str, reason: str, **extra) -> dict:
             raise CliError(f"{alarm}#{occ}: the occurrence after # must be a number", USAGE)
         occurrence = int(occ)
     else:
-        with open_reader(cfg) as store:
-            row = next((r for r in store.alarms() if r["id"] == alarm), None)
+        row = None
+        for store in _readers(cfg):
+            with store:
+                row = row or next((r for r in store.alarms() if r["id"] == alarm), None)
         if row is None:
             raise CliError(f"unknown alarm {alarm!r}; list them with `facility alarms`", USAGE)
         occurrence = row["occurrence"]
@@ -156,8 +182,8 @@ def mode(zone, mode, reason, config_path):
 
 
 ALARM_FIELDS = ("id", "state", "priority", "occurrence", "active", "onset", "detected", "limit",
-                "source", "zone", "site", "point", "ack_by", "ack_reason", "acked_at",
-                "shelved_until")
+                "source", "zone", "site", "point", "ack_by", "ack_by_name", "ack_reason",
+                "acked_at", "shelved_until")
 
 
 def alarm_record(row: dict) -> dict:
@@ -168,7 +194,7 @@ def alarm_record(row: dict) -> dict:
         "onset": iso_ms(row.get("onset_ms")), "detected": iso_ms(row.get("detected_ms")),
         "limit": row.get("limit"), "source": row.get("source"), "zone": row.get("zone"),
         "site": row.get("site"), "point": row.get("point"), "ack_by": row.get("ack_by"),
-        "ack_reason": row.get("ack_reason"), "acked_at": iso_ms(row.get("ack_ms")),
+        "ack_by_name": row.get("ack_by_name"), "ack_reason": row.get("ack_reason"), "acked_at": iso_ms(row.get("ack_ms")),
         "shelved_until": iso_ms(row.get("shelved_until_ms")),
     }
 
@@ -188,9 +214,15 @@ def mode_suppressed(row: dict) -> bool:
 def alarms(active, show_all, as_json, config_path):
     """List alarms with state, priority, onset, limit and source, and who acknowledged."""
     cfg = load(config_path)
-    with open_reader(cfg) as store:
-        rows = [r for r in store.alarms() if (r["occurrence"] or r["state"] != "NORM")
-                and (show_all or not mode_suppressed(r))]
+    rows = []
+    for store in _readers(cfg):  # a central config lists every mirrored site's alarms
+        with store:
+            mine = [r for r in store.alarms() if (r["occurrence"] or r["state"] != "NORM")
+                    and (show_all or not mode_suppressed(r))]
+            for r in mine:  # who acknowledged, by the name recorded with the ack
+                if r.get("ack_by"):
+                    r["ack_by_name"] = store.ack_name(r["id"], r["occurrence"])
+            rows.extend(mine)
     if active:  # suppressed-by-design rows whose condition is not active are not news
         rows = [r for r in rows if r["state"] != "NORM"
                 and not (r["state"] == "DSUPR" and not r["active"])]
@@ -200,7 +232,8 @@ def alarms(active, show_all, as_json, config_path):
         if as_json:
             click.echo(json.dumps(rec))
         else:
-            ack = f" acked by {rec['ack_by']}: {rec['ack_reason']}" if rec["ack_by"] else ""
+            ack = (f" acked by {person(rec['ack_by_name'], rec['ack_by'])}: {rec['ack_reason']}"
+                   if rec["ack_by"] else "")
             lim = f" limit {rec['limit']:g}" if rec["limit"] is not None else ""
             say(f"{rec['state']:<5} {rec['priority']:<8} {rec['id']}#{rec['occurrence']}"
                 f" onset {rec['onset']}{lim} ({rec['source']}){ack}")

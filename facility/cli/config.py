@@ -48,6 +48,21 @@ def extra_problems(cfg) -> tuple[list[str], list[str], Catalogue | None]:
     cat = build_catalogue(cfg)
     problems.extend(place(cfg, p) for p in cat.problems)
     warnings.extend(place(cfg, w) for w in cat.warnings)
+    # Sample volume (ISO 14644-1 A.4.4), GMP modes without a limit (Annex 1 Table 5 "—") and
+    # calibration due dates at each site's date (docs/ARCHITECTURE.md "Calibration tracking").
+    from facility.catalogue import calibration_status
+    from facility.config.checks import (
+        calibration_warnings,
+        gmp_limit_warnings,
+        sample_volume_warnings,
+    )
+    from facility.domain.model import now_ms
+    from facility.service.calibration import local_date
+
+    now = now_ms()
+    warnings.extend(place(cfg, w) for w in sample_volume_warnings(cfg, cat)
+                    + gmp_limit_warnings(cfg, cat) + calibration_warnings(
+                        cfg, lambda d: calibration_status(d, local_date(cfg, d, now))))
     return problems, warnings, cat
 
 

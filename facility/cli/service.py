@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import math
-import sys
 from collections.abc import Iterable
 
 import click
@@ -17,16 +15,17 @@ from facility.domain.model import Quality, iso_ms
 
 
 def _logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    """To stderr, without protocol dumps unless ``verbose`` (``facility.launch``)."""
+    from facility.launch import configure_logging
+
+    configure_logging(None, verbose=verbose)
 
 
 @cli.command("run")
 @click.option("--headless", is_flag=True, help="no TUI: log to stderr (for systemd)")
 @click.option("--cycle-s", default=1.0, show_default=True, help="engine cycle in seconds")
-@click.option("-v", "--verbose", is_flag=True, help="debug logging")
+@click.option("-v", "--verbose", is_flag=True,
+              help="debug logging, Modbus frames included (default: INFO, no protocol dumps)")
 @config_option
 def run(headless, cycle_s, verbose, config_path):
     """The service: pollers, engine, store and paging (+ a TUI unless --headless)."""
@@ -39,14 +38,14 @@ def run(headless, cycle_s, verbose, config_path):
     problems, _warnings, _cat = extra_problems(cfg)  # what check-config refuses, run refuses
     if problems:
         raise CliError(problems, 2)
-    _logging(verbose)
     try:
         if headless:
+            _logging(verbose)
             asyncio.run(Service(cfg, cycle_s=cycle_s).run())
-        else:
+        else:  # the screen belongs to the TUI: the log goes to service.log
             from facility.launch import run_with_tui
 
-            run_with_tui(cfg)
+            run_with_tui(cfg, verbose=verbose)
     except ServiceLocked as exc:
         raise CliError(str(exc), 2) from None
 
@@ -148,13 +147,15 @@ def tui(config_path):
 @cli.command("demo")
 @click.option("--seconds", default=0.0, help="stop after this many seconds (0: until q)")
 @click.option("--headless", is_flag=True, help="no TUI: print alarms as they change")
+@click.option("-v", "--verbose", is_flag=True,
+              help="debug logging in var/demo/demo.log, Modbus frames included")
 @config_option
-def demo(seconds, headless, config_path):
+def demo(seconds, headless, verbose, config_path):
     """Simulator + service + TUI on the shipped config, with a scripted timeline."""
     from facility.launch import run_demo
 
     cfg = load(config_path)
-    run_demo(cfg, seconds=seconds, headless=headless)
+    run_demo(cfg, seconds=seconds, headless=headless, verbose=verbose)
 
 
 @cli.command("backtest")

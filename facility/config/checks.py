@@ -20,7 +20,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from facility.config import schema as cs
 from facility.config.schema import Config, Device, LimitSpec, Point
-from facility.domain.vocab import ALARM_KINDS, LIMIT_NAMES, PRIORITIES, ROLES, ZONE_MODES
+from facility.domain.vocab import (
+    ALARM_KINDS,
+    LIMIT_NAMES,
+    PRIORITIES,
+    ROLES,
+    SERVICE_ACTORS,
+    SHARED_LOGINS,
+    ZONE_MODES,
+)
 
 # type -> (registers, tables it may live in). Coils and discrete inputs hold single bits.
 REGISTERS: dict[str, tuple[int, tuple[str, ...]]] = {
@@ -260,8 +268,18 @@ FIELD_RULES: dict[type, dict[str, Num | Text | None]] = {
         comm_clear_s=Num(0, DAY, lo_open=True, unit=SECONDS),
         comm_justification=Text("nonblank",
                                 empty="is empty; say why the longer comm delay is acceptable")),
+    cs.BrokerCfg: dict(host=Text("host"), port=PORT, username=Text(),
+                       password_env=Text("env", example="MQTT_PASSWORD"),
+                       ca_file=Text("path", example='"/etc/ssl/campus-ca.pem"'),
+                       keepalive_s=Num(5, 3600, unit=SECONDS)),
+    cs.UplinkCfg: dict(group_id=ID_, node_id=ID_, primary_host_id=ID_,
+                       history_rate=Num(1, 10_000_000, unit=" samples/s"),
+                       state_path=Text("path", example='"var/uplink.state.json"')),
+    cs.CentralSite: dict(id=ID_, node_id=ID_, group_id=ID_,
+                         path=Text("path", example='"var/mirror/mec.db"'), trust=Text()),
+    cs.CentralCfg: dict(host_id=ID_, group_id=ID_),
     cs.Operator: dict(login=Text("login", example='"ctm"'), name=Text(),
-                      roles=Text(words=ROLES)),
+                      roles=Text(words=ROLES), justification=Text()),
     cs.AlarmsCfg: dict(
         alert_fraction=Num(0, 1, lo_open=True, hi_open=True),
         max_shelve_s=_hide(28800, WEEK), max_shelve_critical_s=_hide(3600, DAY),
@@ -504,8 +522,26 @@ def _check_zones(cfg: Config) -> Iterator[tuple[str, str]]:
                 yield f"{p}.schedule[{j}]", f"={entry!r} is malformed; write \"Mon-Fri 08:00 in_operation\""
 
 
-def _check_people_and_alarms(cfg: Config) -> Iterator[tuple[str, str]]:
+def _check_operators(cfg: Config) -> Iterator[tuple[str, str]]:
+    """Each operator is one person: records must say who acted (Part 11 §11.10(e), ALCOA+
+    "attributable"; docs/ARCHITECTURE.md "Audit trail")."""
     yield from _dupes([o.login for o in cfg.operators], "operators", "login")
+    for i, op in enumerate(cfg.operators):
+        p = f"operators[{i}]"
+        if op.login in SERVICE_ACTORS:
+            yield f"{p}.login", (f"={op.login!r} is a name the service acts under"
+                                 f" ({', '.join(sorted(SERVICE_ACTORS))}); use the person's login")
+        elif op.shared and not op.justification.strip():
+            yield f"{p}.justification", ("is required with shared = true: say why a login several"
+                                         " people use must act")
+        elif op.login.lower() in SHARED_LOGINS and not op.shared:
+            yield f"{p}.login", (f"={op.login!r} is a shared or role login, so its records cannot"
+                                 " say which person acted; give each person a named login, or"
+                                 " set shared = true with a justification")
+
+
+def _check_people_and_alarms(cfg: Config) -> Iterator[tuple[str, str]]:
+    yield from _check_operators(cfg)
     a = cfg.alarms
     for quantity, limits in a.defaults.items():
         yield from check_limits(limits, f"alarms.defaults.{quantity}")
@@ -628,3 +664,102 @@ def cross_check(cfg: Config) -> Iterator[tuple[str, str]]:
     yield from _check_devices(cfg)
     yield from _check_people_and_alarms(cfg)
     yield from _check_hazmat(cfg)
+
+
+# -- Warnings from the compiled catalogue (check-config; docs/ARCHITECTURE.md "Particle counts")
+# The catalogue is a floor above this one: these functions read its points and rules as plain
+# attributes (``points``: quantity, size_um, device, zone, record_volume_l; ``rules``: point,
+# limit_name, limit, mode, source) and import nothing from there.
+
+MIN_SAMPLE_COUNTS = 20.0
+"""ISO 14644-1 A.4.4: a single sample must hold at least 20 particles at the class limit of the
+largest considered size, Vs = 20 / Cn,m x 1000 litres."""
+MIN_SAMPLE_L = 2.0
+"""ISO 14644-1 A.4.4: and at least 2 L (the 1 minute minimum is not checked here)."""
+CFM_L_PER_MIN = 28.3168
+"""1 ft3/min in litres per minute (ISO 14644-1; a "1 CFM" counter samples 28.3 L/min)."""
+
+
+def min_sample_volume(limit_per_m3: float) -> float:
+    """ISO 14644-1 A.4.4 minimum single sample volume in litres for a class limit Cn,m."""
+    return max(MIN_SAMPLE_L, MIN_SAMPLE_COUNTS / limit_per_m3 * 1000.0)
+
+
+def sample_volume_warnings(cfg: Config, cat) -> list[str]:
+    """A particle counter whose record volume (nominal 1 CFM x ``sample_s``) is below the
+    ISO 14644-1 A.4.4 minimum sample volume for its zone's limit at the largest considered
+    size: the largest channel with an action limit, the lowest over the zone's modes (ISO
+    14644-1:2015 class, or EU GMP Annex 1 Table 5). One line per counter, with the numbers and
+    the ``sample_s`` that would do."""
+    index = {d.id: i for i, d in enumerate(cfg.devices)}
+    points = {p.id: p for p in cat.points if p.quantity == "particle_conc"
+              and p.size_um is not None and p.record_volume_l}
+    best: dict[str, tuple[float, float, str, float]] = {}  # device -> size, limit, source, vol
+    for r in cat.rules:
+        p = points.get(r.point)
+        if p is None or r.limit_name != "action_high" or not r.limit or r.limit <= 0:
+            continue
+        cur = best.get(p.device)
+        key = (p.size_um, -r.limit)
+        if cur is None or key > (cur[0], -cur[1]):
+            best[p.device] = (p.size_um, r.limit, r.source.split(";")[0], p.record_volume_l)
+    out = []
+    for dev_id, (size, limit, source, volume) in sorted(best.items(), key=lambda kv: index[kv[0]]):
+        need = min_sample_volume(limit)
+        if volume + 1e-9 >= need:
+            continue
+        dev = cfg.devices[index[dev_id]]
+        sample = volume / CFM_L_PER_MIN * 60.0
+        need_s = math.ceil(need / CFM_L_PER_MIN * 60.0)
+        out.append(f"devices[{index[dev_id]}].sample_s: {dev_id} samples {volume:.2f} L per record"
+                   f" ({sample:g} s at 1 CFM), below the {need:.2f} L minimum sample volume of"
+                   f" ISO 14644-1 A.4.4 (20 / {limit:g} /m3 x 1000 L: {source} in zone"
+                   f" {dev.zone}); set sample_s >= {need_s} on the instrument and here")
+    return out
+
+
+def gmp_limit_warnings(cfg: Config, cat) -> list[str]:
+    """A GMP zone with particle counters and no particle action limit in a mode: EU GMP Annex 1
+    Table 5 leaves it to the site ("—": grade D in operation), so without the site's own
+    limit that mode's counts are recorded but never alarmed."""
+    counters = {p.id: p for p in cat.points if p.quantity == "particle_conc" and p.zone}
+    limited: set[tuple[str, str | None]] = set()  # (zone, mode) with an action limit
+    for r in cat.rules:
+        p = counters.get(r.point)
+        if p is not None and r.limit_name == "action_high":
+            limited.add((p.zone, r.mode))
+    zones_with = {p.zone for p in counters.values()}
+    out = []
+    for i, z in enumerate(cfg.zones):
+        if z.gmp_grade is None or z.id not in zones_with:
+            continue
+        for mode in ZONE_MODES:
+            if (z.id, mode) in limited or (z.id, None) in limited:
+                continue
+            out.append(f"zones[{i}].gmp_grade: {z.id} grade {z.gmp_grade} has no particle limit"
+                       f" {mode.replace('_', ' ')}: EU GMP Annex 1 Table 5 leaves it to the site"
+                       " (\"—\"), so its counts are recorded, not alarmed, in that mode; set the"
+                       " site's limit as [devices.points.limits] on the zone's counters' pc_0_5um"
+                       " and pc_5_0um points")
+    return out
+
+
+def calibration_warnings(cfg: Config, status_of) -> list[str]:
+    """One line per device whose calibration is overdue or due within 30 days;
+    ``status_of(device) -> (status, days)`` is ``facility.catalogue.calibration_status`` at
+    the device's site's date (docs/ARCHITECTURE.md "Calibration tracking")."""
+    out = []
+    for i, dev in enumerate(cfg.devices):
+        status, days = status_of(dev)
+        if status == "ok" or days is None:
+            continue
+        last = f", calibrated {dev.calibrated_on.isoformat()}" if dev.calibrated_on else ""
+        if status == "overdue":
+            out.append(f"devices[{i}].calibration_due: {dev.id} calibration overdue by {-days} day"
+                       f"{'s' if days != -1 else ''} (due {dev.calibration_due.isoformat()}{last});"
+                       " calibrate it and update calibrated_on / calibration_due")
+        else:
+            when = "today" if days == 0 else f"in {days} day{'s' if days != 1 else ''}"
+            out.append(f"devices[{i}].calibration_due: {dev.id} calibration due soon: {when}"
+                       f" ({dev.calibration_due.isoformat()}{last})")
+    return out

@@ -145,8 +145,10 @@ class Device:
     calibrated_on: datetime.date | None = None
     """Date of the last calibration, ``"YYYY-MM-DD"`` (ISO 21501-4 for particle counters)."""
     calibration_due: datetime.date | None = None
-    """Date the next calibration is due, ``"YYYY-MM-DD"``; overdue raises an alarm, 30 days
-    before a low-priority warning (docs/ARCHITECTURE.md "Calibration tracking")."""
+    """Date the next calibration is due, ``"YYYY-MM-DD"``; the day after, the service raises a
+    ``calibration`` alarm (low unless ``[alarms.priorities] calibration``), and in the 30 days
+    before, check-config, the TUI and the report say "due soon" (docs/ARCHITECTURE.md
+    "Calibration tracking")."""
     points: tuple[Point, ...] = ()
 
 
@@ -156,7 +158,14 @@ class Operator:
 
     login: str
     name: str
+    """The person's name as records show it beside the login ("Chan Tai Man (tmchan)")."""
     roles: tuple[str, ...] = ("technician",)
+    shared: bool = False
+    """True for a login several people use (e.g. ``root``). check-config refuses a well-known
+    shared or role-named login unless this is set with a ``justification``, because its
+    records cannot say which person acted (Part 11 §11.10(e), ALCOA+ "attributable")."""
+    justification: str = ""
+    """Why a shared login must be an operator; required with ``shared = true``."""
 
 
 @dataclass(frozen=True)
@@ -306,6 +315,64 @@ class HazmatCfg:
 
 
 @dataclass(frozen=True)
+class TuiCfg:
+    """The technician's terminal (``[tui]``): how it draws attention."""
+
+    bell: bool = True
+    """Ring the terminal bell once when a new critical alarm occurrence appears, so a
+    technician looking away from the screen hears it (EEMUA 191: critical alarms need an
+    audible annunciation); false for a terminal in a quiet room with its own annunciator."""
+
+
+@dataclass(frozen=True)
+class BrokerCfg:
+    """An MQTT broker connection (docs/ARCHITECTURE.md "Campus (Sparkplug B)")."""
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str = ""  # per-site credentials; the broker's ACL limits a site to its own node
+    password_env: str = ""  # env var holding the password (never the password itself)
+    tls: bool = False
+    ca_file: str = ""  # CA bundle for TLS; empty: the system's
+    keepalive_s: float = 30.0  # MQTT keep-alive; the broker sends NDEATH after 1.5 x this
+
+
+@dataclass(frozen=True)
+class UplinkCfg:
+    """``facility uplink``: this site as a Sparkplug B edge node (docs/ARCHITECTURE.md
+    "Campus (Sparkplug B)")."""
+
+    broker: BrokerCfg = field(default_factory=BrokerCfg)
+    group_id: str = ""  # Sparkplug group; empty: the installation id ([facility] id)
+    node_id: str = ""  # Sparkplug edge node id; empty: the first site's id
+    primary_host_id: str = ""  # wait for this host's STATE online before the birth sequence
+    history_rate: float = 5000.0  # samples/s at most when replaying a backlog (live goes first);
+    # keep it below what central can mirror besides every site's live rate
+    state_path: str = ""  # cursor and bdSeq; empty: uplink.state.json beside the database
+
+
+@dataclass(frozen=True)
+class CentralSite:
+    """One edge node central mirrors, and where its mirror database lives."""
+
+    id: str
+    node_id: str
+    group_id: str = ""  # empty: central's group_id
+    path: str = ""  # mirror database; empty: mirror/<id>.db beside central's database
+    trust: str = ""  # fingerprint of the site's signing key (`facility keys show` there)
+
+
+@dataclass(frozen=True)
+class CentralCfg:
+    """``facility central``: the primary host application of the campus."""
+
+    broker: BrokerCfg = field(default_factory=BrokerCfg)
+    host_id: str = "central"  # STATE topic spBv1.0/STATE/<host_id>
+    group_id: str = ""  # default group of the sites; empty: the installation id
+    sites: tuple[CentralSite, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
 
@@ -318,6 +385,9 @@ class Config:
     alarms: AlarmsCfg = field(default_factory=AlarmsCfg)
     paging: PagingCfg = field(default_factory=PagingCfg)
     hazmat: HazmatCfg = field(default_factory=HazmatCfg)
+    tui: TuiCfg = field(default_factory=TuiCfg)
+    uplink: UplinkCfg = field(default_factory=UplinkCfg)
+    central: CentralCfg = field(default_factory=CentralCfg)
     # Filled by the loader, not from TOML:
     source: str = field(default="config.toml", metadata={"internal": True})
     text: str = field(default="", metadata={"internal": True})

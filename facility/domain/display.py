@@ -7,7 +7,10 @@ One place decides how a reading reads, so a page and the screen never disagree a
 * 0/1 points read as words, the abnormal word in capitals (``ALARM``/``normal``,
   ``OPEN``/``closed``, ``NO ANSWER``/``answering``), see :data:`BOOLEAN_WORDS`;
 * times are the site's local time with its offset, ``2026-11-23 18:02:11 +08:00``
-  (docs/ARCHITECTURE.md "Samples and quality": storage is UTC, people read local time).
+  (docs/ARCHITECTURE.md "Samples and quality": storage is UTC, people read local time);
+* on screens, :func:`fmt_value` and :func:`fmt_limit` add grouped thousands (``7 140``) and
+  the unit to every value and limit (``alert 7 140 / action 10 200 /m³``; docs/ARCHITECTURE.md
+  "Values on screen").
 
 Plain functions over plain values: no I/O, nothing above the ground floor.
 """
@@ -15,6 +18,7 @@ Plain functions over plain values: no I/O, nothing above the ground floor.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -135,3 +139,144 @@ def point_words(name: str, quantity: str, *, size_um: float | None = None,
             words = words[: -len(suffix)]
             break
     return words.replace("_", " ") or quantity.replace("_", " ")
+
+
+def person(name: str | None, login: str | None) -> str:
+    """Who acted, as a person reads it: "Chan Tai Man (tmchan)"; the login alone where no
+    name was recorded, and the name alone for an actor without a login."""
+    if name and login and name != login:
+        return f"{name} ({login})"
+    return login or name or ""
+
+
+# ---- the one format of the screens (and of the report and CLI where they use it) ----------
+
+GROUP_SEPARATOR = " "
+"""Between groups of three digits, ``7 140`` and ``10 200`` (SI brochure 5.4.4: a space, never
+a comma or a point). A plain space: a terminal draws a thin space one cell wide anyway, and
+some fonts have no glyph for it."""
+
+UNIT_TEXT: dict[str, str] = {
+    "count/m3": "/m³",
+    "m3": "m³",
+    "m3/h": "m³/h",
+    "count": "counts",
+    "L_wc": "L w.c.",
+    "degC": "°C",
+    "pct": "%",
+}
+"""How a stored unit is written beside a number (``count/m3`` is stored ASCII, read ``/m³``)."""
+
+STATUS_WORDS: dict[str, tuple[str, str]] = {
+    "fault": ("FAULT", "ok"),  # a gas detector's own fault bit
+    "flow_fault": ("FAULT", "ok"),
+    "laser_fault": ("FAULT", "ok"),
+    "device_error": ("FAULT", "ok"),
+    "clock_fault": ("FAULT", "ok"),
+    "service_due": ("DUE", "ok"),
+    "not_sampling": ("NOT SAMPLING", "sampling"),
+    "clock_unsynced": ("UNSYNCED", "synced"),
+    "comm_ok": ("ok", "FAULT"),
+}
+"""Point name -> (word for 1, word for 0) of instrument status points, where the name says
+more than the quantity (every counter status point has the quantity ``status``)."""
+
+SIGNED_QUANTITIES = frozenset({"pressure_diff", "pressure_diff_zone", "exhaust_pressure"})
+"""Quantities whose sign is the reading: a room at ``+12.3 Pa`` is above its reference,
+``-4 Pa`` below it (docs/ARCHITECTURE.md "Pressure cascade"); a cabinet exhaust at ``-80 Pa``
+draws, one at ``+5 Pa`` does not."""
+
+
+def unit_text(unit: str | None) -> str:
+    """The unit as written beside a number (``count/m3`` -> ``/m³``; unknown units as stored)."""
+    return UNIT_TEXT.get(unit or "", unit or "")
+
+
+def _words(quantity: str | None, unit: str | None, name: str | None) -> tuple[str, str] | None:
+    if name is not None:
+        short = name.rsplit(".", 1)[-1]
+        if short in STATUS_WORDS:
+            return STATUS_WORDS[short]
+    if not unit and quantity:
+        return BOOLEAN_WORDS.get(quantity)
+    return None
+
+
+def fmt_number(value: float, *, signed: bool = False, sep: str = GROUP_SEPARATOR) -> str:
+    """:func:`format_number` with its thousands grouped (``7 140``, ``35 250``, ``0.004``);
+    ``signed`` puts ``+`` before a positive number. Never ``27k``: every digit of the
+    integer part is shown, so ``27 000`` and ``10 200`` line up."""
+    text = format_number(float(value))
+    sign = ""
+    if text.startswith("-"):
+        sign, text = "-", text[1:]
+    elif signed and text != "0":
+        sign = "+"
+    whole, dot, frac = text.partition(".")
+    if len(whole) > 3:
+        groups = []
+        while len(whole) > 3:
+            groups.insert(0, whole[-3:])
+            whole = whole[:-3]
+        whole = sep.join([whole, *groups])
+    return sign + whole + dot + frac
+
+
+def fmt_value(value: float | None, unit: str | None = "", quantity: str | None = None, *,
+              name: str | None = None, sep: str = GROUP_SEPARATOR) -> str:
+    """One reading with its unit, the way every screen writes it.
+
+    ``7 140 /m³``, ``0.004 ppm``, ``+12.3 Pa``, ``21.5 °C``; a 0/1 point as its word
+    (``OPEN``/``closed``, ``ALARM``/``normal``, ``FAULT``/``ok``: :data:`BOOLEAN_WORDS`, and
+    :data:`STATUS_WORDS` by point ``name``); a missing or non-finite value as
+    :data:`NO_READING`. Significant digits as :func:`format_number`.
+    """
+    if value is None or not math.isfinite(value):
+        return NO_READING
+    words = _words(quantity, unit, name)
+    if words is not None:
+        return words[0] if value >= 0.5 else words[1]
+    number = fmt_number(value, signed=quantity in SIGNED_QUANTITIES, sep=sep)
+    shown = unit_text(unit)
+    return f"{number} {shown}" if shown else number
+
+
+LIMIT_LEVELS = ("alert", "action")
+"""The order limits are written in: the alert level first, then the action limit."""
+
+
+def fmt_limit(limits: Mapping[str, float], unit: str | None = "", quantity: str | None = None,
+              *, name: str | None = None, sep: str = GROUP_SEPARATOR) -> str:
+    """The limits of a point as a sentence fragment, unit once at the end.
+
+    ``{"alert_high": 7140, "action_high": 10200}`` -> ``alert 7 140 / action 10 200 /m³``
+    (upper limits, the usual case, are the bare number); a band as ``alert 19–23 /
+    action 18–24 °C``; lower limits alone as ``alert min +12 / action min +10 Pa``; a 0/1
+    point as the state that raises it, ``action when OPEN``. Empty for no limits. A value
+    exactly at a limit is within it (docs/ARCHITECTURE.md "Limit rules").
+    """
+    words = _words(quantity, unit, name)
+    signed = quantity in SIGNED_QUANTITIES
+    has_low = any(k.endswith("_low") for k in limits)
+    parts = []
+    for level in LIMIT_LEVELS:
+        lo, hi = limits.get(f"{level}_low"), limits.get(f"{level}_high")
+        if lo is None and hi is None:
+            continue
+        if words is not None:
+            states = [w for w, lim in ((words[0], hi), (words[1], lo)) if lim is not None]
+            parts.append(f"{level} when {' or '.join(states)}")
+            continue
+        lo_t = None if lo is None else fmt_number(lo, signed=signed, sep=sep)
+        hi_t = None if hi is None else fmt_number(hi, signed=signed, sep=sep)
+        if lo_t is not None and hi_t is not None:
+            parts.append(f"{level} {lo_t}–{hi_t}")
+        elif lo_t is not None:
+            parts.append(f"{level} min {lo_t}")
+        else:
+            parts.append(f"{level} {'max ' if has_low or signed else ''}{hi_t}")
+    if not parts:
+        return ""
+    text = " / ".join(parts)
+    shown = "" if words is not None else unit_text(unit)
+    return f"{text} {shown}" if shown else text

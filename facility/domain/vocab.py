@@ -35,6 +35,19 @@ dangerous goods only with ``technician``, ``engineer`` or ``hazmat`` listed too,
 shelves a critical alarm without ``shelve_critical`` (docs/ARCHITECTURE.md "Critical alarms":
 "Roles are explicit sets")."""
 
+SERVICE_ACTORS: frozenset[str] = frozenset(
+    {"service", "timer", "schedule", "engine", "chatter", "flood", "mode"})
+"""The names the service acts under in events and audit rows (its own transitions, timers,
+schedules). No operator may log in under one, or records could not tell the two apart."""
+
+SHARED_LOGINS: frozenset[str] = frozenset({
+    "root", "admin", "administrator", "operator", "operators", "technician", "technicians",
+    "engineer", "engineers", "shiftlead", "supervisor", "user", "guest", "test", "demo",
+    "fms", "facility", "cleanroom", "maintenance", "ops", "shift", "nobody", "ubuntu", "pi"})
+"""Well-known logins that several people use or that name a role rather than a person. An
+operator under one is refused by check-config unless it says ``shared = true`` with a
+justification (Part 11 §11.10(e); ALCOA+ "attributable")."""
+
 LIMIT_NAMES: tuple[str, ...] = ("action_high", "alert_high", "alert_low", "action_low")
 """The four limits of a point, in the tie order of docs/ARCHITECTURE.md "Limit rules"."""
 
@@ -49,6 +62,8 @@ ALARM_KINDS: tuple[str, ...] = (
     "leak", "exhaust_fail",  # hazmat store leak sensor, gas cabinet exhaust
     "loop_lag", "skipped_runs", "disk_low", "clock_unsynced",  # the service watching itself
     "store_full",  # cycles held in memory because the database could not be written
+    "lost_cycles",  # engine cycles the overloaded service did not run (a counted gap)
+    "calibration",  # a device's calibration_due has passed (docs/ARCHITECTURE.md "Calibration tracking")
 )
 """The ``<kind>`` of an alarm id ``<subject>:<kind>`` (docs/ARCHITECTURE.md
 "Alarm lifecycle")."""

@@ -11,11 +11,11 @@ for a backtest: at the next input time, or at the end of the input.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from alarms.backtest import SampleArrays, read_samples_csv, run_backtest
+from alarms.backtest import Backtest, SampleArrays, read_samples_csv, run_backtest
 from alarms.engine import Rule
 from alarms.rules import with_alert_fraction
 from facility.catalogue import build_catalogue
@@ -40,25 +40,70 @@ def compiled(cfg: Config) -> tuple[list[tuple], list[str], dict[str, float]]:
     return out, [p.id for p in cat.points], cat.stale_points()
 
 
-def _from_store(cfg: Config, from_ms: int, to_ms: int, ids: list[str]) -> SampleArrays:
-    from facility.store import Store  # raises StoreMissing (exit 3) when there is no database
+CHUNK_ROWS = 1_000_000
+"""Samples per chunk of a backtest from the store: ~25 MB of columns and the engine's output
+for them, so memory stays bounded whatever the range (issue 16: <= 1 GB for a day of 50 M)."""
+
+
+def store_chunks(store, from_ms: int, to_ms: int, ids: list[str],
+                 chunk_rows: int = CHUNK_ROWS, timing: dict | None = None
+                 ) -> Iterator[SampleArrays]:
+    """The store's samples in ``[from_ms, to_ms)`` as engine input, chunk by chunk: columnar
+    reads (``Store.iter_sample_arrays``), store point ids mapped to indexes of ``ids`` (rows of
+    points not in the configuration dropped), ``row`` numbering the kept rows across chunks.
+    ``timing["read_s"]`` accumulates the time spent reading and converting."""
+    import time
 
     index = {pid: i for i, pid in enumerate(ids)}
-    pts, tss, vals, quals = [], [], [], []
-    with Store(cfg.db_path, readonly=True) as store:
-        for row in store.iter_samples(from_ms, to_ms):
-            if row.point not in index:
-                continue
-            pts.append(index[row.point])
-            tss.append(row.ts_ms / 1000.0)
-            vals.append(np.nan if row.value is None else row.value)
-            quals.append(row.quality)
-    q = np.array(quals, dtype=np.int8)
-    v = np.array(vals, dtype=np.float64)
-    return SampleArrays(point_ids=tuple(ids), point=np.array(pts, dtype=np.int64),
-                        ts=np.array(tss, dtype=np.float64), value=v, quality=q,
-                        good=(q == int(Quality.GOOD)) & np.isfinite(v),
-                        row=np.arange(len(pts), dtype=np.int64))
+    to_index = np.full(1, -1, dtype=np.int64)
+    row0 = 0
+    it = store.iter_sample_arrays(from_ms, to_ms, chunk_rows)
+    while True:
+        t = time.perf_counter()
+        chunk = next(it, None)
+        if chunk is None:
+            break
+        top = int(chunk.point_id.max())
+        if top >= to_index.shape[0]:  # points by store id (registered ones, new ones too)
+            to_index = np.full(top + 1, -1, dtype=np.int64)
+            for p in store.points():
+                if p["id"] <= top and p["point"] in index:
+                    to_index[p["id"]] = index[p["point"]]
+        point = to_index[chunk.point_id]
+        keep = point >= 0
+        if not keep.all():
+            chunk = type(chunk)(*(c[keep] for c in chunk))
+            point = point[keep]
+        n = point.shape[0]
+        q, v = chunk.quality, chunk.value
+        arrays = SampleArrays(point_ids=tuple(ids), point=point, ts=chunk.ts_ms / 1000.0,
+                              value=v, quality=q, good=(q == int(Quality.GOOD)) & np.isfinite(v),
+                              row=np.arange(row0, row0 + n, dtype=np.int64))
+        row0 += n
+        if timing is not None:
+            timing["read_s"] = timing.get("read_s", 0.0) + time.perf_counter() - t
+        if n:
+            yield arrays
+
+
+def run_from_store(store, rules: list[tuple], ids: list[str], stale_after_s: dict[str, float],
+                   from_ms: int, to_ms: int, chunk_rows: int = CHUNK_ROWS,
+                   timing: dict | None = None) -> Iterator[dict]:
+    """Backtest transitions over the store's samples, streamed: one chunk in memory at a time
+    (``alarms.backtest.Backtest``), the same objects in the same order as one run over all.
+    ``timing`` gets ``read_s`` (reading) and ``engine_s`` (rules, stale, JSON objects)."""
+    import time
+
+    run = Backtest(rules, ids, stale_after_s=stale_after_s)
+    for arrays in store_chunks(store, from_ms, to_ms, ids, chunk_rows, timing):
+        t = time.perf_counter()
+        out = run.feed(arrays)
+        if timing is not None:
+            timing["engine_s"] = timing.get("engine_s", 0.0) + time.perf_counter() - t
+        yield from out
+    yield from run.finish()
+    if timing is not None:
+        timing["samples"] = run.samples
 
 
 def backtest_command(cfg: Config, *, samples_file: str | None, from_: str | None,
@@ -85,13 +130,26 @@ def backtest_command(cfg: Config, *, samples_file: str | None, from_: str | None
             start, end = parse_time(from_, tz), parse_time(to, tz, end=True)
         except TimeError as exc:
             raise UsageError(str(exc)) from None
-        arrays = _from_store(cfg, start, end, ids)
+        from facility.store import Store  # raises StoreMissing (exit 3) without a database
+
+        if sys.stderr.isatty():
+            print(f"evaluating the stored samples against {len(rules)} rules ...",
+                  file=sys.stderr)
+        with Store(cfg.db_path, readonly=True) as store:
+            # a rule whose point has no sample never transitions: no need to know which
+            yield from _lines(run_from_store(store, rules, ids, stale_after_s, start, end),
+                              as_json)
+        return
     used = set(arrays.point_ids[i] for i in np.unique(arrays.point)) if len(arrays.point) else set()
     rules = [r for r in rules if r[0] in used]
     if sys.stderr.isatty():
         print(f"evaluating {len(arrays.point)} samples against {len(rules)} rules ...",
               file=sys.stderr)
-    for obj in run_backtest(rules, arrays, stale_after_s=stale_after_s):
+    yield from _lines(run_backtest(rules, arrays, stale_after_s=stale_after_s), as_json)
+
+
+def _lines(objs: Iterable[dict], as_json: bool) -> Iterator[dict | str]:
+    for obj in objs:
         value = "none" if obj["value"] is None else f"{obj['value']:g}"
         yield obj if as_json else (f"{obj['ts']} {obj['event']:<5} {obj['point']} {obj['limit']}"
                                    f" value {value} onset {obj['onset']}")

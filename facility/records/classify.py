@@ -18,7 +18,14 @@ from dataclasses import dataclass, field
 from alarms.standards import iso14644_limit, min_locations, min_sample_volume_l
 
 RECORD_VOLUME_L = 28.3168
-"""One record of a 1 CFM counter sampling 60 s (1 ft³ = 28.3168 L, reference §1)."""
+"""One record of a 1 CFM counter sampling 60 s (1 ft³ = 28.3168 L, ISO 14644-1): the volume
+of a counter whose ``sample_s`` is not configured (the profile's 60 s record)."""
+
+
+def record_volume_l(dev) -> float:
+    """Litres in one record of a 1 CFM counter: 28.3168 L x ``sample_s`` / 60."""
+    sample_s = getattr(dev, "sample_s", None)
+    return RECORD_VOLUME_L * sample_s / 60.0 if sample_s else RECORD_VOLUME_L
 
 _PC_RE = re.compile(r"\.pc_(\d+)_(\d+)um$")
 
@@ -96,7 +103,7 @@ class Classification:
                                f" samples ({mark})")
         if self.min_volume_l is not None:
             ok = self.record_volume_l >= self.min_volume_l
-            out.append(f"  sample volume: {self.record_volume_l:.1f} L per record, minimum "
+            out.append(f"  sample volume: {self.record_volume_l:.2f} L per record, minimum "
                        f"{self.min_volume_l:.2f} L -> {'adequate' if ok else 'INADEQUATE'}")
         out.append("  result: " + ("PASS" if self.passed else "FAIL: " + "; ".join(self.reasons)))
         return out
@@ -114,8 +121,11 @@ class ZoneClassifier:
 
     def __init__(self, zone, devices):
         self.zone = zone
-        self.locations = {d.id: (d.location or d.id) for d in devices
-                          if d.zone == zone.id and is_particle_counter(d)}
+        counters = [d for d in devices if d.zone == zone.id and is_particle_counter(d)]
+        self.locations = {d.id: (d.location or d.id) for d in counters}
+        # the smallest record of the zone's counters decides the sample-volume check
+        self.record_volume_l = min((record_volume_l(d) for d in counters),
+                                   default=RECORD_VOLUME_L)
         self.sums: dict[tuple[str, float], list] = {}
 
     def wants(self, point: str) -> bool:
@@ -164,11 +174,12 @@ class ZoneClassifier:
                            f"{z.area_m2:g} m2")
         min_vol = min_sample_volume_l(z.iso_class, max(r.size_um for r in considered)) \
             if considered else None
-        if min_vol is not None and RECORD_VOLUME_L < min_vol:
-            reasons.append(f"sample volume {RECORD_VOLUME_L:.1f} L below the minimum "
-                           f"{min_vol:.2f} L")
+        vol = self.record_volume_l
+        if min_vol is not None and vol < min_vol:
+            reasons.append(f"sample volume {vol:.2f} L per record below the ISO 14644-1 A.4.4"
+                           f" minimum {min_vol:.2f} L")
         return Classification(z.id, z.iso_class, z.area_m2, dict(self.locations), results,
-                              required, present, RECORD_VOLUME_L, min_vol, reasons)
+                              required, present, vol, min_vol, reasons)
 
 
 def classify_zone(cfg, store, zone_id: str, from_ms: int, to_ms: int) -> Classification:

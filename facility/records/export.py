@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import csv
 import getpass
+import hashlib
+import io
 import json
 import os
 import socket
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable
 
+from facility.domain.display import person
 from facility.domain.errors import FacilityError, UsageError
 from facility.domain.model import Quality, iso_ms, now_ms
 from facility.domain.text import neutralise_cell
@@ -32,6 +35,7 @@ from facility.records.verify import (
     manifest_digest,
     manifest_hmac,
 )
+from facility.store.read import SampleRow
 
 FORMAT = "facility-export/1"
 CHECKPOINT_EVERY = 10_000
@@ -46,6 +50,7 @@ ALARM_COLUMNS = [
 EVENT_COLUMNS = [
     "event_id", "alarm_id", "occurrence", "event", "state_from", "state_to", "ts", "detected",
     "value", "limit", "source", "actor", "reason", "config_version", "details",
+    "actor_name", "actor_roles",
 ]
 AUDIT_COLUMNS = ["id", "ts", "ts_ms", "actor", "action", "subject", "reason", "details",
                  "config_version", "prev_hash", "hash", "row_sha256"]
@@ -117,6 +122,24 @@ class CsvOut:
         if self.rows % self.every == 0:
             self.checkpoints.append(self.h.hex())
 
+    def write_chained(self, lines: list[str], docs: list[str]) -> None:
+        """Append records already written out: ``lines`` their CSV lines (neutralised, with
+        the terminator) and ``docs`` the :func:`facility.records.verify.row_bytes` text of each
+        (the same chain as :meth:`write`, without the csv module and ``json.dumps`` per row)."""
+        h, every, rows = self.h, self.every, self.rows
+        side, sha, checkpoints = [], hashlib.sha256, self.checkpoints
+        for doc in docs:
+            h = sha(h + doc.encode("utf-8")).digest()
+            rows += 1
+            hx = h.hex()
+            side.append(hx[:ROWHASH_CHARS])
+            if rows % every == 0:
+                checkpoints.append(hx)
+        self.h, self.rows = h, rows
+        self.fh.write("".join(lines))
+        if side:
+            self.side.write("\n".join(side) + "\n")
+
     def close(self) -> dict[str, dict]:
         """Close both files; return their manifest entries."""
         self.fh.close()
@@ -160,23 +183,109 @@ def _prepare_out(path: str) -> None:
     os.makedirs(path, exist_ok=True)
 
 
+def _csv_cells(cells: list[str]) -> str:
+    """``cells`` as the csv module writes them within a record (no terminator): quoting is
+    decided cell by cell, so a record is these pieces joined by commas (more than one cell:
+    a lone empty cell is the one case quoted for its own sake)."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(cells)
+    return buf.getvalue()[:-1]
+
+
+def _json_cells(cells: list[str]) -> str:
+    """``cells`` as :func:`facility.records.verify.row_bytes` encodes them inside its list."""
+    return ",".join(json.dumps(c, ensure_ascii=False) for c in cells)
+
+
+class _SampleFormat:
+    """samples.csv records built from pieces computed once: each point's text cells
+    (neutralised, CSV-quoted and JSON-encoded once per point, not per row), each quality's
+    label and each second's ISO time. The time and value cells never need quoting or
+    escaping (digits, ``-``, ``.``, ``:``, ``T``, ``Z``, ``e``) and start with neither a
+    formula character nor a quote, so neutralising leaves them as they are."""
+
+    def __init__(self, store, points: dict[int, dict]):
+        self.store, self.points = store, points
+        self.by_point: dict[int, tuple[str, str]] = {}
+        self.by_quality: dict[int, tuple[str, str]] = {}
+        self.unit: dict[int, tuple[str, str]] = {}
+        self.second: dict[int, str] = {}
+
+    def point(self, pid: int) -> tuple[str, str, str, str]:
+        p = self.points.get(pid) or {}
+        name = p.get("point") or self.store._point_name(pid)
+        cells = [neutralise_cell(c) for c in (p.get("site") or "", p.get("zone") or "",
+                                              p.get("device") or "", name,
+                                              p.get("quantity") or "")]
+        unit = neutralise_cell(p.get("unit") or "")
+        out = (_csv_cells(cells), _json_cells(cells), _csv_cells([unit, "x"])[:-2],
+               json.dumps(unit, ensure_ascii=False))
+        self.by_point[pid] = out
+        return out
+
+    def quality(self, q: int) -> tuple[str, str]:
+        label = neutralise_cell(_QUALITY_LABELS.get(q, str(q)))
+        out = (_csv_cells(["x", label])[2:], json.dumps(label, ensure_ascii=False))
+        self.by_quality[q] = out
+        return out
+
+    def time(self, ts_ms: int) -> str:
+        sec = ts_ms // 1000
+        base = self.second.get(sec)
+        if base is None:
+            if len(self.second) > 100_000:
+                self.second.clear()
+            base = self.second[sec] = iso_ms(sec * 1000)[:-5]  # "YYYY-MM-DDTHH:MM:SS"
+        return f"{base}.{ts_ms - sec * 1000:03d}Z"
+
+    def records(self, rows: list[tuple]) -> tuple[list[str], list[str]]:
+        """CSV lines and chain documents of ``(point_id, ts_ms, value, quality)`` rows."""
+        lines, docs = [], []
+        by_point, by_quality, time = self.by_point, self.by_quality, self.time
+        last, t = None, ""
+        for pid, ts, value, q in rows:
+            pc, pj, uc, uj = by_point.get(pid) or self.point(pid)
+            qc, qj = by_quality.get(q) or self.quality(q)
+            if ts != last:  # a cycle's rows share their time
+                t, last = time(ts), ts
+            v = "" if value is None else (repr(value) if type(value) is float else _num(value))
+            lines.append(f"{t},{pc},{v},{uc},{qc}\n")
+            docs.append(f'["{t}",{pj},"{v}",{uj},{qj}]')
+        return lines, docs
+
+
+_QUALITY_LABELS = {int(q): q.label for q in Quality}
+
+
 def write_samples(store, req: ExportRequest, points: dict[int, dict],
                   sinks: Iterable[Callable] = (), progress: Callable[[int], None] | None = None
                   ) -> dict:
-    """Stream samples into samples.csv; each row is also passed to every sink."""
+    """Stream samples into samples.csv; each row is also passed to every sink (as a
+    ``SampleRow``). Chunk by chunk: the records are built from per-point pieces
+    (:class:`_SampleFormat`) and chained in one pass, the same bytes as :meth:`CsvOut.write`."""
     out = CsvOut(req.out, "samples.csv", SAMPLE_COLUMNS, req.checkpoint_every)
     ids = None if req.site is None and req.zone is None else sorted(points)
-    labels = {int(q): q.label for q in Quality}
     sinks = list(sinks)
-    for i, s in enumerate(store.iter_samples(req.from_ms, req.to_ms, ids, chunk=req.chunk)):
-        p = points.get(s.point_id) or {}
-        out.write([iso_ms(s.ts_ms), p.get("site") or "", p.get("zone") or "",
-                   p.get("device") or "", s.point, p.get("quantity") or "", _num(s.value),
-                   p.get("unit") or "", labels.get(s.quality, str(s.quality))])
-        for sink in sinks:
-            sink(s)
-        if progress is not None and (i + 1) % 1000 == 0:
-            progress(1000)
+    fmt = _SampleFormat(store, points)
+    names: dict[int, str] = {}
+    done = 0
+    for rows in store.iter_sample_chunks(req.from_ms, req.to_ms, ids, chunk=req.chunk):
+        lines, docs = fmt.records(rows)
+        out.write_chained(lines, docs)
+        if sinks:
+            name = store._point_name
+            for pid, ts, value, q in rows:
+                nm = names.get(pid)
+                if nm is None:
+                    nm = names[pid] = name(pid)
+                s = SampleRow(pid, nm, ts, value, q)
+                for sink in sinks:
+                    sink(s)
+        if progress is not None:
+            ticks = (done + len(rows)) // 1000 - done // 1000
+            for _ in range(ticks):
+                progress(1000)
+        done += len(rows)
     return out.close()
 
 
@@ -197,6 +306,11 @@ def occurrences(events: list[dict]) -> dict[tuple[str, int], list[dict]]:
     return groups
 
 
+def _by(event: dict) -> str | None:
+    """Who acted on an occurrence, as a person reads it: "Name (login)"."""
+    return person(event.get("actor_name"), event.get("actor")) if event.get("actor") else None
+
+
 def lifecycle_row(alarm_id: str, occ: int, evs: list[dict], alarm: dict | None) -> list[str]:
     """One alarms.csv record: the occurrence's whole lifecycle from its events."""
     a = alarm or {}
@@ -211,8 +325,8 @@ def lifecycle_row(alarm_id: str, occ: int, evs: list[dict], alarm: dict | None) 
         alarm_id.rsplit(":", 1)[-1], _text(a.get("priority")), _num(rz.get("limit")),
         _text(rz.get("source")), _num(rz.get("config_version")), iso_ms(rz.get("ts_ms")) or "",
         iso_ms(rz.get("detected_ms")) or "", _num(rz.get("value")),
-        iso_ms(ack.get("ts_ms")) or "", _text(ack.get("actor")), _text(ack.get("reason")),
-        iso_ms(sh.get("ts_ms")) or "", _text(sh.get("actor")), _text(sh.get("reason")),
+        iso_ms(ack.get("ts_ms")) or "", _text(_by(ack)), _text(ack.get("reason")),
+        iso_ms(sh.get("ts_ms")) or "", _text(_by(sh)), _text(sh.get("reason")),
         iso_ms(cl.get("ts_ms")) or "", iso_ms(cl.get("detected_ms")) or "",
         iso_ms(rs.get("ts_ms")) or "", _text(evs[-1].get("state_to")), str(len(evs)),
     ]
@@ -245,7 +359,8 @@ def write_alarms(store, req: ExportRequest) -> tuple[dict, list[dict]]:
                       iso_ms(e.get("ts_ms")) or "", iso_ms(e.get("detected_ms")) or "",
                       _num(e.get("value")), _num(e.get("limit")), _text(e.get("source")),
                       _text(e.get("actor")), _text(e.get("reason")),
-                      _num(e.get("config_version")), _text(e.get("details"))])
+                      _num(e.get("config_version")), _text(e.get("details")),
+                      _text(e.get("actor_name")), _text(e.get("actor_roles"))])
     entries.update(ev_out.close())
     return entries, kept
 

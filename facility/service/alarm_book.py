@@ -9,6 +9,7 @@ The book lives on the event loop; what the writer thread needs of it leaves as p
 
 from __future__ import annotations
 
+import heapq
 import json
 import sqlite3
 from dataclasses import dataclass, field, replace
@@ -100,6 +101,21 @@ class PageBatch:
         pager.tick(conn, now_ms=self.now_ms, current=self.current)
 
 
+def attribution(op: Operator | None, via: str | None = None) -> tuple[dict, dict]:
+    """Who acted, in words a person reads, as configured at the time of the action: the event
+    columns (``actor_name``, ``actor_roles``) and the audit ``details`` keys (``name``,
+    ``roles``, and ``shared`` for a login several people use). Empty for the service's own
+    actors (timer, schedule) (Part 11 §11.10(e); docs/ARCHITECTURE.md "Audit trail")."""
+    if op is None:
+        return {}, {}
+    who = {"name": op.name, "roles": list(op.roles)}
+    if op.shared:
+        who["shared"] = True
+    if via:  # relayed by another system (e.g. "central"); the roles are still checked here
+        who["via"] = via
+    return {"actor_name": op.name, "actor_roles": ",".join(op.roles)}, who
+
+
 def state_to_row(a: AlarmState, m: AlarmMeta, config_version: int | None, now_ms: int) -> dict:
     """The ``alarms`` table row of an alarm."""
     return {
@@ -157,6 +173,12 @@ class AlarmBook:
         self._cycle_start: dict[str, AlarmState] | None = None
         self._cycle_first = 0
         self.operators = {o.login: o for o in cfg.operators}
+        # Timers touch only what is due (docs/ARCHITECTURE.md "Alarm lifecycle (ISA-18.2) and
+        # paging"): a heap of shelve deadlines, and the alarms changed since the service last
+        # looked (for its design suppression), instead of a scan of every alarm every cycle.
+        self._shelves: list[tuple[int, str]] = []
+        self.touched: set[str] = set()
+        self.acting_via: str | None = None  # set while a relayed request is applied
         latching = set(cfg.alarms.latching)
         for aid, m in metas.items():
             self.states[aid] = AlarmState(id=aid, priority=m.priority, critical=m.critical,
@@ -172,6 +194,9 @@ class AlarmBook:
             st = row_to_state(row)
             self.states[row["id"]] = replace(st, priority=base.priority, critical=base.critical,
                                              latching=base.latching)
+            self.touched.add(row["id"])
+            if st.shelved_until_ms is not None:
+                heapq.heappush(self._shelves, (int(st.shelved_until_ms), row["id"]))
             n += 1
         return n
 
@@ -258,6 +283,9 @@ class AlarmBook:
         if self._cycle_start is not None:
             self._cycle_start.setdefault(aid, old)
         self.states[aid] = new
+        self.touched.add(aid)
+        if new.shelved_until_ms is not None and new.shelved_until_ms != old.shelved_until_ms:
+            heapq.heappush(self._shelves, (int(new.shelved_until_ms), aid))
         m = self.metas[aid]
         if value is not None and m.point and (m.point not in self.values
                                               or self.values[m.point][1] <= now_ms):
@@ -269,6 +297,7 @@ class AlarmBook:
             row.update(ack_by=actor.login, ack_reason=reason, ack_ms=now_ms)
         prev = self.pending.alarms.get(aid, {})
         self.pending.alarms[aid] = {**prev, **row}
+        named, who = attribution(actor, self.acting_via)
         self.pending.events.append({
             "alarm_id": aid, "occurrence": new.occurrence, "event": event.value + (
                 f":{by}" if event in (Event.SUPPRESS, Event.UNSUPPRESS) else ""),
@@ -278,18 +307,35 @@ class AlarmBook:
             "actor": actor.login if actor else (None if by == "operator" else by),
             "reason": reason, "config_version": self.config_version,
             "details": json.dumps(detail or {}, sort_keys=True) if detail else None,
+            **named,
         })
         for e in effects:
             if e.kind == "audit":
                 self.pending.audit.append({
                     "action": event.value, "actor": e.actor, "subject": f"{aid}#{new.occurrence}",
                     "reason": reason, "details": {"from": old.state.value, "to": new.state.value,
-                                                  "duration_s": duration_s, **(detail or {})},
+                                                  "duration_s": duration_s, **(detail or {}),
+                                                  **who},
                 })
             else:
                 self.pending.effects.append((e, self.context(
                     aid, value, now_ms if value is not None else None), backfill))
         return new
+
+    def due_shelves(self, now_ms: int) -> list[str]:
+        """Alarms whose shelve ends at or before ``now_ms`` (each once; popped from the heap;
+        an entry whose alarm was unshelved or shelved again meanwhile is dropped)."""
+        due: list[str] = []
+        while self._shelves and self._shelves[0][0] <= now_ms:
+            until, aid = heapq.heappop(self._shelves)
+            if self.states[aid].shelved_until_ms == until:
+                due.append(aid)
+        return due
+
+    def take_touched(self) -> set[str]:
+        """The alarms changed since the last call (and forget them)."""
+        out, self.touched = self.touched, set()
+        return out
 
     def begin_cycle(self) -> None:
         """Start collecting one cycle's transitions for :meth:`settle_cycle`."""
@@ -328,7 +374,9 @@ class AlarmBook:
         """Refused actions are audited too (who tried what, and why it was refused)."""
         self.pending.audit.append({"action": f"refused:{action}", "actor": login,
                                    "subject": subject, "reason": reason,
-                                   "details": {"refusal": message}})
+                                   "details": {"refusal": message,
+                                               **attribution(self.operators.get(login),
+                                                             self.acting_via)[1]}})
 
     def page_batch(self, effects: list[tuple[Effect, AlarmContext, bool]],
                    now_ms: int) -> PageBatch:

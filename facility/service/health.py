@@ -22,7 +22,7 @@ import socket
 from collections import deque
 from collections.abc import Callable
 
-from facility.catalogue import SKIPPED_WINDOW_S, SLOW_CHECK_S, skipped_point
+from facility.catalogue import LOST_CYCLES_POINT, SKIPPED_WINDOW_S, SLOW_CHECK_S, skipped_point
 from facility.config.schema import Config
 from facility.domain.errors import UsageError
 from facility.domain.model import Quality, Sample
@@ -139,6 +139,10 @@ class HealthProbe:
         self._skips: dict[str, deque[tuple[int, int]]] = {}
         self.unwritten = 0
         """Cycles the service holds because the store is full (``Service._flush``)."""
+        self.lost_cycles = 0
+        """Engine cycles the service lost since start (``Service.run``)."""
+        self._lost_seen = 0
+        self._lost: deque[tuple[int, int]] = deque()
 
     def samples(self, now: int, lag_s: float, poller) -> list[Sample]:
         """Sustained loop lag and each connection's skipped scans in the last 60 s every
@@ -147,6 +151,13 @@ class HealthProbe:
         self._prev_lag_s = lag_s
         out = [Sample("system.loop_lag_s", now, round(sustained, 3), Quality.GOOD),
                Sample("system.store_unwritten", now, float(self.unwritten))]
+        new = self.lost_cycles - self._lost_seen
+        self._lost_seen = self.lost_cycles
+        if new > 0:
+            self._lost.append((now, new))
+        while self._lost and self._lost[0][0] <= now - SKIPPED_WINDOW_MS:
+            self._lost.popleft()
+        out.append(Sample(LOST_CYCLES_POINT, now, float(sum(n for _, n in self._lost))))
         for job_id, job in (getattr(poller, "jobs", None) or {}).items():
             total = int(job.skipped)
             new = total - self._skipped_seen.get(job_id, 0)

@@ -25,8 +25,8 @@ from facility.config.schema import Config
 from facility.domain.model import iso_ms, now_ms
 from facility.domain.text import REASON_MAX
 from facility.domain.vocab import ZONE_MODES, has_role
-from facility.service.alarm_book import AlarmBook
-from facility.service.socket import INVALID_REQUEST
+from facility.service.alarm_book import AlarmBook, attribution
+from facility.service.socket import INVALID_REQUEST, current_login
 
 # action -> (lifecycle event, role needed). Roles are configured per login in [[operators]];
 # a critical alarm also needs shelve_critical to be shelved (alarms.lifecycle) or taken out
@@ -75,8 +75,11 @@ class ActionContext:
 class ActionHandler:
     """Applies operator requests to the service's alarm book and zone modes."""
 
-    def __init__(self, ctx: ActionContext):
+    def __init__(self, ctx: ActionContext, relay_login: str | None = None):
         self.ctx = ctx
+        self.relay_login = relay_login or current_login()
+        """The one login that may relay a request on behalf of an operator (``facility
+        uplink`` relaying central's actions runs under the service's own account)."""
         self._mode_rows: list[dict] = []
         self._last_schedule_ms = now_ms()
 
@@ -91,13 +94,26 @@ class ActionHandler:
         if action == "ping":
             return {"ok": True, "message": f"service pid {os.getpid()} running"}
         problem = request_problem(req)
-        if problem is not None:
-            reply = self._refuse(login, *_refusal_subject(req), problem)
-        elif action == "hazmat":
-            reply = await self._hazmat(login, req)
-        else:
-            reply = self._decide(login, action, req)
-        await self.ctx.flush()
+        behalf = req.get("on_behalf_of")
+        book = self.ctx.book
+        if problem is None and behalf is not None:
+            # a relay (the uplink, under the service's own account) acts for an operator of
+            # this site; who may do what is decided here, as for a local request
+            if login != self.relay_login:
+                problem = (f"{login} may not act on behalf of another operator; only the"
+                           f" service account {self.relay_login} relays requests")
+            else:
+                login, book.acting_via = behalf, str(req.get("via") or "relay")
+        try:
+            if problem is not None:
+                reply = self._refuse(login, *_refusal_subject(req), problem)
+            elif action == "hazmat":
+                reply = await self._hazmat(login, req)
+            else:
+                reply = self._decide(login, action, req)
+            await self.ctx.flush()
+        finally:
+            book.acting_via = None
         return reply
 
     def _refuse(self, login: str, action: str, subject: str, reason, message: str) -> dict:
@@ -158,14 +174,15 @@ class ActionHandler:
             return self._refuse(login, action, f"{aid}#{occ}", reason,
                                 f"occurrence #{occ} of {aid} is superseded by #{st.occurrence}")
         if action == "comment":
+            named, who = attribution(op, book.acting_via)
             book.pending.audit.append({"action": "comment", "actor": login,
                                        "subject": f"{aid}#{st.occurrence}", "reason": reason,
-                                       "details": {"state": st.state.value}})
+                                       "details": {"state": st.state.value, **who}})
             book.pending.events.append({
                 "alarm_id": aid, "occurrence": st.occurrence, "event": "comment",
                 "state_from": st.state.value, "state_to": st.state.value, "ts_ms": now,
                 "detected_ms": now, "actor": login, "reason": reason,
-                "config_version": book.config_version})
+                "config_version": book.config_version, **named})
             return {"ok": True, "message": f"comment on {aid}#{st.occurrence} recorded"}
         event = ALARM_ACTIONS[action][0]
         duration, why = _duration(req)
@@ -200,7 +217,8 @@ class ActionHandler:
         if action == "oos":
             details.update(duration_s=duration, until_ms=until)
         book.pending.audit.append({"action": action, "actor": op.login, "subject": dev,
-                                   "reason": reason, "details": details})
+                                   "reason": reason,
+                                   "details": {**details, **attribution(op, book.acting_via)[1]}})
         if action == "return":
             return {"ok": True, "message": f"{dev} back in service ({changed} alarms)"}
         end = f"until {iso_ms(until)}" if until is not None else "until `facility return`"
@@ -281,8 +299,10 @@ class ActionHandler:
         self.ctx.modes[zone] = (mode, since)
         self._mode_rows.append({"zone": zone, "mode": mode, "since_ms": since, "actor": actor,
                                 "reason": reason})
+        who = attribution(self.ctx.book.operators.get(actor), self.ctx.book.acting_via)[1]
         self.ctx.book.pending.audit.append({"action": "mode", "actor": actor, "subject": zone,
-                                            "reason": reason, "details": {"from": old, "to": mode}})
+                                            "reason": reason,
+                                            "details": {"from": old, "to": mode, **who}})
 
     def resume_schedules(self, now: int, stored: dict[str, int | None]) -> None:
         """At start-up, before the first cycle: put each scheduled zone in the mode its
@@ -320,7 +340,7 @@ class ActionHandler:
 
 
 TEXT_FIELDS = ("action", "alarm", "device", "zone", "mode", "movement", "container", "substance",
-               "unit", "store", "compartment", "reason")
+               "unit", "store", "compartment", "reason", "on_behalf_of", "via")
 """Request fields that, when present, must be JSON strings (the rest are numbers)."""
 
 

@@ -32,6 +32,7 @@ from facility.catalogue import Catalogue, build_catalogue
 from facility.config.schema import Config
 from facility.domain.model import Sample, now_ms
 from facility.service.alarm_book import AlarmBook, AlarmMeta, meta_of
+from facility.service.calibration import CalibrationWatch
 from facility.service.derive import Deriver, HazmatProbe
 from facility.service.health import HealthProbe, ServiceLock, sd_notify
 from facility.service.operator_actions import ActionContext, ActionHandler
@@ -172,15 +173,42 @@ class Service:
                 f"no good reading for stale_after_s={self.stale_points[pid]:g} s",
                 self.cfg.alarms.priorities.get("stale", "low"),
                 False, "stale", None, dev)
+        # Calibration alarms (docs/ARCHITECTURE.md "Calibration tracking"): one per device
+        # with a calibration_due, evaluated on the first cycle and then once a day.
+        self.calibration = CalibrationWatch(self.cfg)
+        metas.update(self.calibration.metas())
         self.metas = metas
         self._zones = {z.id: z for z in self.cfg.zones}
         self._comm_alarms = [aid for aid, m in metas.items() if m.kind == "comm"]
         self._mode_rules = [r for r in self.cat.rules if r.mode is not None and r.zone]
+        # Timers touch only what changed (docs/ARCHITECTURE.md "Alarm lifecycle (ISA-18.2) and
+        # paging"): mode suppression is decided once per (zone, rule mode) and applied to its
+        # alarms only when that decision changes (or one of them changed); design suppression
+        # of an alert only when its action alarm changed; a stale point's design suppression
+        # only when its device's comm alarm changed. The first pass after start does all.
+        self._mode_groups: dict[tuple[str, str], list[str]] = {}
+        for r in self._mode_rules:
+            self._mode_groups.setdefault((r.zone, r.mode), []).append(r.alarm_id)
+        self._mode_group_of = {aid: key for key, aids in self._mode_groups.items() for aid in aids}
+        self._mode_want: dict[tuple[str, str], bool] = {}
+        self._dirty_design: set[str] | None = None  # None: everything (first pass)
+        self._dirty_comm: set[str] | None = None
+        self._dirty_mode: set[str] = set()
+        self._comm_device = {aid: metas[aid].device for aid in self._comm_alarms}
+        self._comm_of_device = {dev: aid for aid, dev in self._comm_device.items()}
+        self._stale_of_device: dict[str, list[str]] = {}
+        for pid in self._stale_ids:
+            self._stale_of_device.setdefault(self.point_device[pid], []).append(pid)
+        self.lost_cycles = 0  # engine cycles lost since start (docs/ARCHITECTURE.md "The monitoring watches itself")
         level = {(r.point, r.side, r.mode, r.limit_name.split("_")[0]): r.alarm_id
                  for r in self.cat.rules}
         self._alert_action = [(aid, level[(p, side, mode, "action")])
                               for (p, side, mode, lvl), aid in level.items()
                               if lvl == "alert" and (p, side, mode, "action") in level]
+        self._alerts_of: dict[str, list[str]] = {}
+        self._action_of = dict(self._alert_action)  # alert -> its action alarm
+        for alert, action in self._alert_action:
+            self._alerts_of.setdefault(action, []).append(alert)
 
     def _zone_of(self, pid: str) -> str | None:
         p = self._point_info.get(pid)
@@ -311,7 +339,14 @@ class Service:
                 next_t += self.cycle_s
                 delay = next_t - time.monotonic()
                 if delay < 0:
-                    next_t = time.monotonic()
+                    # Overload is counted, never hidden (docs/ARCHITECTURE.md "The monitoring
+                    # watches itself"): each whole cycle the loop fell behind is a lost cycle,
+                    # stored as a gap and alarmed (system.lost_cycles); the schedule stays on
+                    # its grid, so the next cycle's loop_lag still shows how late it is.
+                    lost = int(-delay // self.cycle_s)
+                    if lost:
+                        self._lost(lost, now_ms())
+                        next_t += lost * self.cycle_s
                     delay = 0
                 try:
                     await asyncio.wait_for(self.stopping.wait(), timeout=delay)
@@ -319,6 +354,28 @@ class Service:
                     pass
         finally:
             await self.stop()
+
+    def _poll_gaps(self, now: int) -> None:
+        """Store each run of scan turns the pollers passed over as a gap row (their
+        ``system.<devices>.skipped_runs`` alarm counts them too)."""
+        take = getattr(self.poller, "take_gaps", None)
+        for g in (take() if take is not None else ()):
+            self.book.pending.audit.append({
+                "action": "poll_gap", "actor": "service", "subject": g["device"],
+                "reason": (f"poll job too late: {g['turns']} scan(s) of {g['scan_s']:g} s of"
+                           f" {g['device']} not polled"),
+                "details": dict(g, ts_ms=now)})
+
+    def _lost(self, n: int, now: int) -> None:
+        """``n`` engine cycles were not run: count them and store a gap row."""
+        self.lost_cycles += n
+        self.health.lost_cycles = self.lost_cycles
+        self.book.pending.audit.append({
+            "action": "cycle_gap", "actor": "service", "subject": "system",
+            "reason": (f"service overloaded: {n} engine cycle(s) of {self.cycle_s:g} s not run"
+                       " (their samples are evaluated in the next cycle)"),
+            "details": {"lost": n, "total": self.lost_cycles, "ts_ms": now,
+                        "cycle_s": self.cycle_s}})
 
     async def cycle(self, lag_s: float = 0.0) -> None:
         """One poll -> engine -> lifecycle -> store -> paging cycle."""
@@ -331,10 +388,12 @@ class Service:
         # Suppression first, so the engine's raises meet the hiding in force (mode, recovery,
         # alert under action); after the engine, design suppression of what it raised and the
         # stale clocks; then nothing raised and hidden within this cycle is paged.
+        self._poll_gaps(now)
         self.book.begin_cycle()
         self._suppression(now)
         self._evaluate(samples, now)
         self._timers(now)
+        self.calibration.check(self.book, now)  # a no-op until the site's date changes
         self.book.settle_cycle()
         await self._flush(samples, now, save_engine=self.cycles % ENGINE_SAVE_EVERY == 0)
         self.cycles += 1
@@ -353,21 +412,25 @@ class Service:
                                dtype=np.float64)
             self.stale.start(np.where(active, np.nan, started), active)
             self._stale_started = True
-        idx = self.point_index
-        rows = [(idx[s.point], s) for s in samples if s.point in idx]
-        if not rows:
+        if not samples:
             return
-        n = len(rows)
-        point = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
-        ts = np.fromiter((r[1].ts_ms / 1000.0 for r in rows), dtype=np.float64, count=n)
-        value = np.fromiter((np.nan if r[1].value is None else r[1].value for r in rows),
-                            dtype=np.float64, count=n)
-        good = np.fromiter((r[1].good for r in rows), dtype=bool, count=n)
+        # The engine's arrays, built once per cycle in one pass each (no per-row tuples)
+        n = len(samples)
+        get = self.point_index.get
+        point = np.fromiter((get(s.point, -1) for s in samples), dtype=np.int64, count=n)
+        ts = np.fromiter((s.ts_ms for s in samples), dtype=np.float64, count=n) / 1000.0
+        value = np.array([s.value for s in samples], dtype=np.float64)  # None -> NaN
+        good = np.fromiter((s.good for s in samples), dtype=bool, count=n)
+        keep = np.flatnonzero(point >= 0)
+        if len(keep) == 0:
+            return
+        if len(keep) != n:
+            point, ts, value, good = point[keep], ts[keep], value[keep], good[keep]
         self.stale.seen(self._stale_slot[point], ts, value, good)
         live_from = now - int(self.cfg.alarms.live_window_s * 1000)
         for tr in self.engine.feed(point, ts, value, good):
             rule = self.cat.rules[int(tr["rule"])]
-            s = rows[int(tr["sample"])][1]
+            s = samples[int(keep[int(tr["sample"])])]
             event = Event.RAISE if tr["event"] > 0 else Event.CLEAR
             self.book.apply(rule.alarm_id, event, now_ms=now, ts_ms=int(round(tr["onset"] * 1000)),
                             value=s.value, by="engine", backfill=s.ts_ms < live_from)
@@ -375,17 +438,28 @@ class Service:
     def _suppression(self, now: int) -> None:
         """Shelve, suppression and out-of-service expiry, schedules, mode and design
         suppression: what hides an alarm at ``now`` (each step does nothing when run again)."""
-        for aid, st in list(self.book.states.items()):
-            if st.shelved_until_ms is not None and now >= st.shelved_until_ms:
-                self.book.apply(aid, Event.SHELVE_EXPIRED, now_ms=now, by="timer")
+        for aid in self.book.due_shelves(now):  # a heap of deadlines, not a scan
+            self.book.apply(aid, Event.SHELVE_EXPIRED, now_ms=now, by="timer")
         self.actions.expire(now)  # operator suppressions and out-of-service periods
         self.actions.apply_schedules(now)
-        self._mode_suppression(now)
+        self._drain()
+        self._mode_suppression(now, force=False)
         self._design_suppression(now)
+
+    def _drain(self) -> None:
+        """Hand the alarms the book changed since last time to each timer's dirty set."""
+        changed = self.book.take_touched()
+        if not changed:
+            return
+        if self._dirty_design is not None:
+            self._dirty_design |= changed
+        if self._dirty_comm is not None:
+            self._dirty_comm |= changed
+        self._dirty_mode |= changed
 
     def _timers(self, now: int) -> None:
         """After the engine: suppression again (an alert raised with its action starts
-        DSUPR), then stale alarms."""
+        DSUPR), then stale alarms; each step touches only what is due or changed."""
         self._suppression(now)
         self._stale(now)
 
@@ -397,19 +471,40 @@ class Service:
             return  # critical alarms are never mode- or design-suppressed (docs/ARCHITECTURE.md)
         self.book.apply(aid, Event.SUPPRESS if want else Event.UNSUPPRESS, now_ms=now, by=by)
 
-    def _mode_suppression(self, now: int) -> None:
+    def _mode_suppression(self, now: int, force: bool = True) -> None:
+        """Mode suppression per (zone, rule mode); ``force`` (a mode change, from the
+        operator actions) applies every decision, otherwise only changed ones and the
+        alarms changed since the last pass."""
         rec = self.cfg.alarms.recovery_s
-        for r in self._mode_rules:
-            zone = self._zones[r.zone]
-            mode, since = self.modes.get(r.zone, (zone.occupancy, None))
-            want = mode_suppressed(r.mode, mode, at_rest_since_ms=since if mode == "at_rest" else None,
+        wants = self._mode_want
+        dirty, self._dirty_mode = self._dirty_mode, set()
+        for key, aids in self._mode_groups.items():
+            zone_id, rule_mode = key
+            zone = self._zones[zone_id]
+            mode, since = self.modes.get(zone_id, (zone.occupancy, None))
+            want = mode_suppressed(rule_mode, mode,
+                                   at_rest_since_ms=since if mode == "at_rest" else None,
                                    now_ms=now, recovery_s=zone.recovery_s or rec)
-            self._set_suppressed(r.alarm_id, want, "mode", now)
+            if force or wants.get(key) != want:
+                wants[key] = want
+                for aid in aids:
+                    self._set_suppressed(aid, want, "mode", now)
+        for aid in dirty:
+            key = self._mode_group_of.get(aid)
+            if key is not None and key in wants:
+                self._set_suppressed(aid, wants[key], "mode", now)
 
     def _design_suppression(self, now: int) -> None:
         """While a side's action alarm is active its alert alarm is DSUPR (one excursion,
         one alarm to handle, whose priority rises on action)."""
-        for alert, action in self._alert_action:
+        dirty, self._dirty_design = self._dirty_design, set()
+        if dirty is None:
+            pairs = self._alert_action
+        else:
+            pairs = [(alert, action) for action in dirty
+                     for alert in self._alerts_of.get(action, ())]
+            pairs += [(a, self._action_of[a]) for a in dirty if a in self._action_of]
+        for alert, action in pairs:
             self._set_suppressed(alert, self.book.states[action].active, "design", now)
 
     def _stale(self, now: int) -> None:
@@ -420,11 +515,28 @@ class Service:
             event = Event.RAISE if tr["event"] > 0 else Event.CLEAR
             self.book.apply(f"{self._stale_ids[int(tr['point'])]}:stale", event, now_ms=now,
                             ts_ms=int(round(float(tr["onset"]) * 1000)), by="engine")
-        comm = {self.book.metas[aid].device for aid in self._comm_alarms
-                if self.book.states[aid].active}
-        for pid in self._stale_ids:
-            # a dead device's stale points are consequences of its comm alarm
-            self._set_suppressed(f"{pid}:stale", self.point_device[pid] in comm, "design", now)
+        self._drain()
+        dirty, self._dirty_comm = self._dirty_comm, set()
+        states = self.book.states
+        if dirty is None:
+            comm = {self._comm_device[aid] for aid in self._comm_alarms if states[aid].active}
+            for pid in self._stale_ids:
+                # a dead device's stale points are consequences of its comm alarm
+                self._set_suppressed(f"{pid}:stale", self.point_device[pid] in comm, "design",
+                                     now)
+            return
+        for aid in dirty:
+            dev = self._comm_device.get(aid)
+            if dev is not None:
+                down = states[aid].active
+                for pid in self._stale_of_device.get(dev, ()):
+                    self._set_suppressed(f"{pid}:stale", down, "design", now)
+            elif aid.endswith(":stale"):
+                pid = aid[: -len(":stale")]
+                dev = self.point_device.get(pid)
+                comm_aid = self._comm_of_device.get(dev)
+                if comm_aid is not None:
+                    self._set_suppressed(aid, states[comm_aid].active, "design", now)
 
     async def _flush(self, samples: list[Sample], now: int, *, save_engine: bool = False) -> None:
         """Write what is pending as one cycle on the writer thread, and wake the dispatcher.
@@ -436,11 +548,14 @@ class Service:
         pending = self.book.pending.take()
         cycle = Cycle(samples=samples, alarms=list(pending.alarms.values()),
                       events=pending.events, audit=pending.audit,
-                      engine_state=self.engine.state_dict() if save_engine else {},
+                      engine_state=self.engine.state_snapshot() if save_engine else {},
                       service_state={"heartbeat": {"ts_ms": now, "pid": os.getpid(),
                                                    "cycles": self.cycles}},
                       zone_modes=self.actions.take_mode_rows(),
                       extra=[self._pages(pending.effects, now)])
+        # The engine state (hundreds of ms of dict building at 10 000 points) is a snapshot
+        # copied here and turned into rows on the writer thread, never on the event loop
+        # (docs/ARCHITECTURE.md "Engine": no loop stall over 50 ms).
         await self._in_writer(self.held.write, cycle)
         self.health.unwritten = len(self.held) + (self.store.unfinished is not None)
         if pending.effects:

@@ -23,6 +23,9 @@ import sqlite3
 from contextlib import contextmanager
 from typing import Any, Iterator, NamedTuple
 
+import numpy as np
+
+from facility.domain.vocab import SERVICE_ACTORS
 from facility.store.aggs import RESOLUTIONS, bucket_dict
 from facility.store.errors import StoreError
 from facility.store.partitions import day_bounds, days_on_disk, open_partition_ro
@@ -36,6 +39,76 @@ class SampleRow(NamedTuple):
     ts_ms: int
     value: float | None
     quality: int
+
+
+class SampleArrays(NamedTuple):
+    """A chunk of stored raw samples as columns, ordered by ts then point id."""
+
+    point_id: np.ndarray  # int64
+    ts_ms: np.ndarray  # int64
+    value: np.ndarray  # float64, NaN where the stored value is null
+    quality: np.ndarray  # int8 Quality codes
+
+
+_SCALE = 1_000_000
+"""A value travels as the integer ``k = round(value * 1e6)`` when ``k / 1e6 == value`` exactly
+(checked by SQLite in IEEE double arithmetic, which numpy repeats bit for bit: a reading
+rounded to its decimals always does); any other value one by one."""
+_EXACT = f"(abs(value) < 1e12 AND round(value * {_SCALE}) / {_SCALE}.0 = value)"
+
+
+def _read_page(conn: sqlite3.Connection, page: str, args: list) -> SampleArrays:
+    """One keyset page of samples as columns (see ``StoreReaders.iter_sample_arrays``).
+
+    SQLite returns each column of the page as one comma-separated text (``group_concat``,
+    parsed by numpy): point id and quality as ``point_id * 256 + quality``, ts, and the value
+    as its :data:`_SCALE` integer, ``nan`` for null or ``inf`` for a value that is not exact
+    that way (fetched one by one by a second statement over the same page and snapshot).
+    Row order is checked to be the key order; if anything is not as expected, the page is
+    read row by row instead.
+    """
+    conn.execute("BEGIN")  # every statement of the page reads one snapshot
+    try:
+        n, qmin, qmax, pq, ts, vk = conn.execute(
+            "SELECT count(*), min(quality), max(quality), group_concat(point_id * 256 + quality),"
+            " group_concat(ts_ms), group_concat(CASE WHEN value IS NULL THEN 'nan'"
+            f" WHEN {_EXACT} THEN CAST(round(value * {_SCALE}) AS INTEGER) ELSE 'inf' END)"
+            f" FROM ({page})", args).fetchone()
+        if not n:
+            empty = np.zeros(0, np.int64)
+            return SampleArrays(empty, empty, np.zeros(0), np.zeros(0, np.int8))
+        ok = 0 <= qmin and qmax < 128
+        if ok:
+            pq_ = np.fromstring(pq, sep=",", dtype=np.int64)
+            ts_ = np.fromstring(ts, sep=",", dtype=np.int64)
+            value = np.fromstring(vk, sep=",", dtype=np.float64)
+            ok = pq_.shape[0] == ts_.shape[0] == value.shape[0] == n
+        if ok:
+            odd = np.flatnonzero(np.isinf(value))
+            value /= _SCALE
+            if odd.shape[0]:
+                rest = [r[0] for r in conn.execute(
+                    f"SELECT value FROM ({page}) WHERE value IS NOT NULL AND NOT {_EXACT}", args)]
+                ok = len(rest) == odd.shape[0]
+                if ok:
+                    value[odd] = rest
+        if ok:
+            out = SampleArrays(pq_ >> 8, ts_, value, (pq_ & 255).astype(np.int8))
+            dt, dp = np.diff(out.ts_ms), np.diff(out.point_id)
+            if ((dt > 0) | ((dt == 0) & (dp > 0))).all():
+                return out
+        rows = conn.execute(page, args).fetchall()  # not as expected: row by row instead
+    finally:
+        conn.execute("COMMIT")
+    p, t, v, q = zip(*rows)
+    return SampleArrays(np.array(p, np.int64), np.array(t, np.int64),
+                        np.array(v, np.float64), np.array(q, np.int8))
+
+
+def _concat_arrays(parts: list[SampleArrays]) -> SampleArrays:
+    if len(parts) == 1:
+        return parts[0]
+    return SampleArrays(*(np.concatenate(col) for col in zip(*parts)))
 
 
 class LatestRow(NamedTuple):
@@ -154,6 +227,15 @@ class StoreReaders:
 
         Each chunk of ``chunk`` rows is one short read transaction on a read-only connection.
         """
+        for rows in self.iter_sample_chunks(from_ms, to_ms, point_ids, chunk):
+            for pid, ts, value, q in rows:
+                yield SampleRow(pid, self._point_name(pid), ts, value, q)
+
+    def iter_sample_chunks(
+        self, from_ms: int, to_ms: int, point_ids: list[int] | None = None, chunk: int = 10_000
+    ) -> Iterator[list[tuple[int, int, float | None, int]]]:
+        """:meth:`iter_samples` without a Python object per row: one list of
+        ``(point_id, ts_ms, value, quality)`` tuples per chunk (one read transaction each)."""
         wanted = sorted(set(point_ids)) if point_ids is not None else None
         if wanted == []:
             return
@@ -186,13 +268,69 @@ class StoreReaders:
                         if "no such table" in str(exc):
                             break  # created by a cycle that rolled back
                         raise StoreError(f"partition {day}: {exc}") from None
-                    for pid, ts, value, q in rows:
-                        yield SampleRow(pid, self._point_name(pid), ts, value, q)
+                    if rows:
+                        yield rows
                     if len(rows) < chunk:
                         break
                     last = (rows[-1][1], rows[-1][0])
             finally:
                 conn.close()
+
+    def iter_sample_arrays(
+        self, from_ms: int, to_ms: int, chunk_rows: int = 1_000_000,
+        point_ids: list[int] | None = None,
+    ) -> Iterator[SampleArrays]:
+        """:meth:`iter_samples` as numpy columns, at most ``chunk_rows`` rows a chunk.
+
+        Memory is bounded by the chunk whatever the range (a backtest of a day reads 50 M
+        rows). Each read of at most 100 000 rows is one short read transaction on one keyset
+        page, its columns coming back as one text each, parsed by numpy (``_read_page``:
+        exact, in key order), not as a Python tuple per row.
+        """
+        step = max(1, min(int(chunk_rows), 100_000))
+        wanted = sorted(set(point_ids)) if point_ids is not None else None
+        if wanted == []:
+            return
+        pid_sql = f" AND point_id IN ({', '.join('?' * len(wanted))})" if wanted else ""
+        parts: list[SampleArrays] = []
+        held = 0
+        for day in days_on_disk(self.path):
+            lo, hi = day_bounds(day)
+            if hi <= from_ms or lo >= to_ms:
+                continue
+            conn = open_partition_ro(self.path, day)
+            if conn is None:
+                continue
+            try:
+                last: tuple[int, int] | None = None
+                while True:
+                    if last is None:
+                        sql, args = "ts_ms >= ?", [max(from_ms, lo)]
+                    else:
+                        sql, args = "(ts_ms, point_id) > (?, ?)", list(last)
+                    args = [*args, min(to_ms, hi), *(wanted or []), step]
+                    page = (f"SELECT point_id, ts_ms, value, quality FROM samples WHERE {sql}"
+                            f" AND ts_ms < ?{pid_sql} ORDER BY ts_ms, point_id LIMIT ?")
+                    try:
+                        got = _read_page(conn, page, args)
+                    except sqlite3.OperationalError as exc:
+                        if "no such table" in str(exc):
+                            break  # created by a cycle that rolled back
+                        raise StoreError(f"partition {day}: {exc}") from None
+                    n = got.ts_ms.shape[0]
+                    if n:
+                        parts.append(got)
+                        held += n
+                        last = (int(got.ts_ms[-1]), int(got.point_id[-1]))
+                    if held >= chunk_rows:
+                        yield _concat_arrays(parts)
+                        parts, held = [], 0
+                    if n < step:
+                        break
+            finally:
+                conn.close()
+        if parts:
+            yield _concat_arrays(parts)
 
     def aggregates(
         self, point_id: int, from_ms: int, to_ms: int, resolution: str = "1m"
@@ -212,10 +350,7 @@ class StoreReaders:
                 (point_id, from_ms, to_ms),
             )
         ]
-        p = "m" if k == 0 else "h"
-        row = self.conn.execute(
-            f"SELECT {p}_bucket, {p}_n, {p}_n_good, {p}_min, {p}_max, {p}_sum, {p}_worst"
-            " FROM agg_open WHERE point_id = ?", (point_id,)).fetchone()
+        row = self._open_bucket(point_id, resolution)
         if row and row[0] is not None and from_ms <= row[0] < to_ms and row[1]:
             merged = next((b for b in out if b["bucket_ms"] == row[0]), None)
             if merged is None:
@@ -228,6 +363,14 @@ class StoreReaders:
                                  merged["sum"], merged["worst_quality"]], list(row[1:]))
                 merged.update(bucket_dict(row[0], *m))
         return out
+
+    def _open_bucket(self, point_id: int, resolution: str) -> tuple | None:
+        """``(bucket, n, n_good, min, max, sum, worst)`` of a point's open bucket as stored
+        (the writer answers from memory: ``Store._open_bucket``)."""
+        p = "m" if RESOLUTIONS[resolution][3] == 0 else "h"
+        return self.conn.execute(
+            f"SELECT {p}_bucket, {p}_n, {p}_n_good, {p}_min, {p}_max, {p}_sum, {p}_worst"
+            " FROM agg_open WHERE point_id = ?", (point_id,)).fetchone()
 
     def alarms(self, active_only: bool = False) -> list[dict]:
         """Alarm rows (one per ``<subject>:<kind>``); ``active_only``: active or unacknowledged."""
@@ -282,6 +425,14 @@ class StoreReaders:
                                        (int(limit),)))
         return _json_cols(rows[::-1], "details")
 
+    def zone_events(self, zone: str, limit: int = 200) -> list[dict]:
+        """The newest ``limit`` events of the alarms of one zone, oldest first (the TUI's
+        per-room alarm history); read through the ``events_alarm`` index, one alarm at a time."""
+        rows = _rows(self.conn.execute(
+            "SELECT * FROM events WHERE alarm_id IN (SELECT id FROM alarms WHERE zone = ?)"
+            " ORDER BY id DESC LIMIT ?", (zone, int(limit))))
+        return _json_cols(rows[::-1], "details")
+
     def audit_rows(
         self,
         from_id: int | None = None,
@@ -300,6 +451,36 @@ class StoreReaders:
         sql = "SELECT * FROM audit" + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY id" + (f" LIMIT {int(limit)}" if limit is not None else "")
         return _json_cols(_rows(self.conn.execute(sql, args)), "details")
+
+    def ack_name(self, alarm_id: str, occurrence: int) -> str | None:
+        """The name recorded with the latest acknowledgement of one occurrence, if any."""
+        row = self.conn.execute(
+            "SELECT actor_name FROM events WHERE alarm_id = ? AND occurrence = ? AND event = 'ack'"
+            " ORDER BY id DESC LIMIT 1", (alarm_id, occurrence)).fetchone()
+        return row[0] if row else None
+
+    def operator_actions(self, from_ms: int, to_ms: int) -> list[dict]:
+        """What people did in ``[from_ms, to_ms)``, oldest first: every audit row not written
+        under one of the service's own names (``SERVICE_ACTORS``), refused attempts included,
+        with the name and roles recorded at the time (``None`` for rows from before names
+        were recorded). Keys: ts_ms, action, login, name, roles, shared, subject, reason,
+        details, audit_id."""
+        out = []
+        # filtered in SQL: a month at 1 Hz holds ~2.6 M cycle digests, which as Python rows
+        # took ~21 ms and 2.6 MiB per 1 000 (measured), for nothing
+        service = sorted(SERVICE_ACTORS)
+        rows = _json_cols(_rows(self.conn.execute(
+            "SELECT * FROM audit WHERE ts_ms >= ? AND ts_ms < ? AND action != 'cycle_digest'"
+            f" AND actor NOT IN ({', '.join('?' * len(service))}) ORDER BY id",
+            (from_ms, to_ms, *service))), "details")
+        for r in rows:
+            d = r.get("details") if isinstance(r.get("details"), dict) else {}
+            out.append({"ts_ms": r["ts_ms"], "action": r["action"], "login": r["actor"],
+                        "name": d.get("name"), "roles": d.get("roles"),
+                        "shared": bool(d.get("shared")), "subject": r.get("subject"),
+                        "reason": r.get("reason"), "details": r.get("details"),
+                        "audit_id": r["id"]})
+        return out
 
     def audit_span(self, from_ms: int, to_ms: int) -> tuple[int, int] | None:
         """``(first id, last id)`` of the audit rows written in ``[from_ms, to_ms)``, or None."""
@@ -402,7 +583,107 @@ class StoreReaders:
                 return
             last = rows[-1]["id"]
 
+    # ---- the paging outbox (tables from alarms.outbox's migrations) ------------------------
+
+    def pages(self, limit: int | None = None, state: str | None = None,
+              from_ms: int | None = None) -> list[dict] | None:
+        """Pages in the paging outbox, newest first: one row per message per channel, sent,
+        pending (queued or retrying) or failed, with the paged occurrence's alarm and
+        priority (None for a message of no occurrence: a flood summary, a chatter notice).
+
+        Keys: id, created_ms, sent_ms, channel, action, state, attempts, next_try_ms,
+        last_error, message (the payload as sent), alarm_id, occurrence, priority,
+        occurrence_status. None: no outbox yet (the service creates it on its first start).
+        """
+        if self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'"
+                             " AND name = 'page_outbox'").fetchone() is None:
+            return None
+        where, args = [], []
+        for cond, val in (("o.state = ?", state), ("o.created_ms >= ?", from_ms)):
+            if val is not None:
+                where.append(cond)
+                args.append(val)
+        sql = ("SELECT o.id, o.created_ms, o.sent_ms, o.channel, o.action, o.state, o.attempts,"
+               " o.next_try_ms, o.last_error, o.payload AS message, c.alarm_id, c.occurrence,"
+               " c.priority, c.status AS occurrence_status FROM page_outbox o"
+               " LEFT JOIN page_occurrence c ON c.dedup_key = o.dedup_key"
+               + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY o.id DESC"
+               + (f" LIMIT {int(limit)}" if limit is not None else ""))
+        return _json_cols(_rows(self.conn.execute(sql, args)), "message")
+
     def config_text(self, version: int) -> str | None:
         """The verbatim configuration of a version."""
         row = self.conn.execute("SELECT text FROM config_versions WHERE id = ?", (version,)).fetchone()
         return row[0] if row else None
+
+    # ---- committed cycles, for readers that forward them (facility uplink) ------------------
+
+    def cycle_head(self) -> int:
+        """Audit id of the newest committed cycle digest (0 before the first cycle)."""
+        row = self.conn.execute(
+            "SELECT id FROM audit WHERE action = 'cycle_digest' ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def previous_cycle(self, digest_id: int) -> int:
+        """Audit id of the cycle digest before ``digest_id`` (0 for the first)."""
+        row = self.conn.execute(
+            "SELECT id FROM audit WHERE action = 'cycle_digest' AND id < ? ORDER BY id DESC"
+            " LIMIT 1", (int(digest_id),)).fetchone()
+        return int(row[0]) if row else 0
+
+    def cycle_digests(self, after_id: int = 0, limit: int = 1000,
+                      upto_id: int | None = None) -> list[tuple[int, int, dict]]:
+        """Committed cycles after audit id ``after_id`` (up to ``upto_id``), oldest first:
+        ``(digest audit id, ts_ms, details)``. A cycle is visible only once committed, so a
+        reader that walks these never sees half a cycle (docs/ARCHITECTURE.md "Audit trail")."""
+        rows = self.conn.execute(
+            "SELECT id, ts_ms, details FROM audit WHERE action = 'cycle_digest' AND id > ?"
+            " AND id <= ? ORDER BY id LIMIT ?",
+            (int(after_id), 2**62 if upto_id is None else int(upto_id), int(limit))).fetchall()
+        out = []
+        for rid, ts, details in rows:
+            try:
+                doc = json.loads(details) if details else {}
+            except ValueError:
+                doc = {}
+            out.append((rid, ts, doc if isinstance(doc, dict) else {}))
+        return out
+
+    def cycle_samples(self, details: dict) -> list[SampleRow]:
+        """The samples a version-2 cycle digest covers (its ``ranges`` and ``late`` rows, per
+        partition), in (ts, point) order. A sample that a later cycle stored late into this
+        cycle's time range is returned here too; readers key samples by (point, ts)."""
+        out: list[SampleRow] = []
+        ranges = details.get("ranges") or {}
+        late = details.get("late") or {}
+        ids = None
+        for day in sorted(details.get("partitions") or {}):
+            conn = open_partition_ro(self.path, day)
+            if conn is None:
+                continue
+            try:
+                if day in ranges:
+                    lo, hi = ranges[day]
+                    for pid, ts, value, q in conn.execute(
+                            "SELECT point_id, ts_ms, value, quality FROM samples WHERE ts_ms > ?"
+                            " AND ts_ms <= ? ORDER BY ts_ms, point_id", (int(lo), int(hi))):
+                        out.append(SampleRow(pid, self._point_name(pid), ts, value, q))
+                if late.get(day):
+                    if ids is None:
+                        self._point_name(0)  # points registered since this reader opened
+                        ids = {name: pid for pid, name in self._names.items()}
+                    for ts, point in late[day]:
+                        pid = ids.get(point)
+                        row = None if pid is None else conn.execute(
+                            "SELECT value, quality FROM samples WHERE ts_ms = ? AND point_id = ?",
+                            (int(ts), pid)).fetchone()
+                        if row is not None:
+                            out.append(SampleRow(pid, point, int(ts), row[0], row[1]))
+            except sqlite3.OperationalError as exc:
+                if "no such table" not in str(exc):
+                    raise StoreError(f"partition {day}: {exc}") from None
+            finally:
+                conn.close()
+        out.sort(key=lambda r: (r.ts_ms, r.point))
+        return out

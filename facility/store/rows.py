@@ -15,7 +15,7 @@ ALARM_COLUMNS = (
 ).split()
 EVENT_COLUMNS = (
     "alarm_id occurrence event state_from state_to ts_ms detected_ms value limit source actor "
-    "reason config_version details"
+    "reason config_version details actor_name actor_roles"
 ).split()
 ZONE_MODE_COLUMNS = ("zone", "mode", "since_ms", "actor", "reason")
 

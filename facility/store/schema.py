@@ -112,6 +112,12 @@ CORE_MIGRATIONS: list[str] = [
     );
     CREATE INDEX archives_day ON archives (day);
     """,
+    # 5: who acted, in words a person reads (Part 11 11.10(e)): the operator's name and roles
+    # as configured when the event was recorded; null for the service's own events
+    """
+    ALTER TABLE events ADD COLUMN actor_name TEXT;
+    ALTER TABLE events ADD COLUMN actor_roles TEXT;
+    """,
 ]
 
 PARTITION_DDL = """

@@ -445,13 +445,13 @@ def test_cascade_limits_are_signed_min_dp_with_deadband_and_door_grace():
     assert problems == []
     litho = rules["LITHO.dp_cascade:action_low"]
     assert (litho.limit, litho.deadband, litho.on_delay_s, litho.side) == (15.0, 1.5, 20.0, "low")
-    assert litho.source == ("zones[LITHO].min_dp_pa=+15 Pa vs CORR (Annex 1 4.14: >= 10 Pa"
-                            " between grades); door_grace_s=20 on-delay (door contact between"
+    assert litho.source == ("zones[LITHO].min_dp_pa=+15 Pa vs CORR (EU GMP Annex 1 4.14: >= 10"
+                            " Pa between grades); door_grace_s=20 on-delay (door contact between"
                             " the rooms): door interlock: airlock purge takes 20 s")
     corr = rules["CORR.dp_cascade:action_low"]
     assert (corr.limit, corr.deadband, corr.on_delay_s) == (10.0, 1.0, 0.0)
-    assert corr.source == ("zones[CORR].min_dp_pa=+10 Pa vs ambient (Annex 1 4.14: >= 10 Pa"
-                           " between grades)")
+    assert corr.source == ("zones[CORR].min_dp_pa=+10 Pa vs ambient (site practice, ISO"
+                           " 14644-4: 10-15 Pa between cleanliness classes)")
     gas = rules["GAS.dp_cascade:action_high"]  # a room kept below its neighbour
     assert (gas.limit, gas.side) == (-5.0, "high")
     assert "GAS.dp_cascade:action_low" not in rules

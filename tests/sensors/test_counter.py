@@ -143,3 +143,12 @@ async def test_clock_offset_beyond_tolerance_marks_records_bad():
     assert got.of("clock_fault")[0].value == 1
     assert 595 <= got.of("clock_offset_s")[0].value <= 605
     assert all(s.quality == Quality.BAD for s in got.of("pc_0_3um"))
+
+
+async def test_scan_reports_the_sample_and_hold_time_of_the_instrument():
+    # the devices screen shows them (docs/ARCHITECTURE.md "Values on screen")
+    cfg = parse_config(CFG)
+    async with Simulator(cfg, ephemeral=True, record_s=7.0, hold_s=3.0, prefill=1) as sim:
+        got, _poller = await one_scan(sim)
+        assert [s.value for s in got.of("sample_time_s")] == [7.0]
+        assert [s.value for s in got.of("hold_time_s")] == [3.0]

@@ -7,33 +7,22 @@ real ActionServer with a recording handler; waits are on conditions.
 
 from __future__ import annotations
 
-import asyncio
 import os
 
 from facility.config import load_config
 from facility.service.socket import ActionServer
 from tests.fixtures import sample_db
 from tests.fixtures.actions import Recorder
+from tests.fixtures.wait import pilot_until
 from tui.app import make_app
 from tui.screens.action_modal import ActionModal
 
 CONFIG = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "config.toml")
-DEADLINE_S = 60.0
 ALARM = "MEC-PC-01.pc_0_5um:alert_high"
 
 
 async def _until(pilot, cond) -> None:
-    """Poll ``cond``; while a screen is still being composed its query may fail: not yet."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + DEADLINE_S
-    while True:
-        try:
-            if cond():
-                return
-        except Exception:  # noqa: BLE001 - retried until the deadline
-            pass
-        assert loop.time() < end, "condition not reached"
-        await pilot.pause(0.02)
+    await pilot_until(pilot, cond)
 
 
 async def test_suppress_dialog_sends_the_duration(tmp_path):
@@ -44,7 +33,7 @@ async def test_suppress_dialog_sends_the_duration(tmp_path):
     server = ActionServer(db + ".sock", rec)
     await server.start()
     try:
-        app = make_app(cfg, db, login="engineer", clock=lambda: sample_db.T0)
+        app = make_app(cfg, db, login="smwong", clock=lambda: sample_db.T0)
         async with app.run_test(size=(100, 30)) as pilot:
             await _until(pilot, lambda: app.snapshot is not None)
             alarm = next(a for a in app.snapshot.alarms if a["id"] == ALARM)

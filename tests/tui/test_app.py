@@ -18,6 +18,7 @@ from textual.screen import Screen
 from facility.config import load_config
 from facility.service.socket import ActionServer
 from tests.fixtures import sample_db
+from tests.fixtures.wait import DEADLINE_S, pilot_until
 from tui.app import make_app
 from tui.fmt import local_time, parse_duration
 from tui.screens.action_modal import ActionModal
@@ -28,7 +29,6 @@ from tui.widgets.live_table import LiveTable
 
 CONFIG = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "config.toml")
 T0 = sample_db.T0
-DEADLINE_S = 60.0  # far beyond any healthy wait, so only a real hang fails on time
 
 
 @pytest.fixture(scope="module")
@@ -54,20 +54,7 @@ class Clock:
 
 
 async def wait_until(pilot, cond, timeout: float = DEADLINE_S) -> None:
-    """Poll ``cond`` (a screen switch may still be under way: errors count as not yet)."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while True:
-        try:
-            if cond():
-                return
-        except Exception as exc:  # noqa: BLE001 - retried until the time-out, then shown
-            last = exc
-        else:
-            last = None
-        if loop.time() > end:
-            raise AssertionError(f"condition not reached in {timeout:g} s (last error: {last!r})")
-        await pilot.pause(0.02)
+    await pilot_until(pilot, cond, timeout=timeout)
 
 
 def drawn(app, mode: str | None = None) -> bool:
@@ -124,7 +111,7 @@ def test_local_time_and_durations():
 
 
 async def test_navigation_between_screens(cfg, db):
-    app = make_app(cfg, db, login="technician", clock=Clock())
+    app = make_app(cfg, db, login="tmchan", clock=Clock())
     async with app.run_test(size=(100, 30)) as pilot:
         await started(app, pilot)
         assert app.current_mode == "overview"
@@ -145,14 +132,14 @@ async def test_navigation_between_screens(cfg, db):
 
 
 async def test_overview_shows_zones_readings_and_badges(cfg, db):
-    app = make_app(cfg, db, login="technician", clock=Clock())
+    app = make_app(cfg, db, login="tmchan", clock=Clock())
     async with app.run_test(size=(100, 30)) as pilot:
         await started(app, pilot)
         table = app.screen.query_one("#zones", LiveTable)
         def cell(zone, col):
             return table.get_cell(zone, str(col))
         assert cell("MEC-LITHO", 1).plain == "ISO 5"
-        assert cell("MEC-LITHO", 3).plain == "3700"  # worst counter of the zone
+        assert cell("MEC-LITHO", 3).plain == "3 700"  # worst counter of the zone
         assert "red" in str(cell("MEC-LITHO", 3).style)  # beyond the action limit 3520
         assert cell("MEC-LITHO", 8).plain == "2 crit"
         assert cell("MARS-LINE1", 2).plain == "rest"  # zone_modes row wins over occupancy
@@ -166,15 +153,16 @@ async def test_overview_shows_zones_readings_and_badges(cfg, db):
 
 
 async def test_alarms_sorted_by_priority_then_onset_with_unack_standing_out(cfg, db):
-    app = make_app(cfg, db, login="technician", clock=Clock())
+    app = make_app(cfg, db, login="tmchan", clock=Clock())
     async with app.run_test(size=(100, 30)) as pilot:
         await started(app, pilot)
         await show(pilot, app, "2", "alarms")
         table = app.screen.query_one("#alarm-list", LiveTable)
-        assert table._keys == [  # annunciated first; shelved and suppressed after them
-            "MEC-GD-01:comm", "MEC-PC-02.pc_0_5um:action_high",
-            "MEC-WET.dp_cascade:action_low", "MARS-LINE1.dp_cascade:action_low",
-            "MEC-PC-01.pc_0_5um:alert_high",
+        assert table._keys == [  # unacknowledged active, acknowledged active, returned (by
+            # priority, newest first; tests/tui/test_alarm_sort.py); shelved after them
+            "MEC-PC-02.pc_0_5um:action_high", "MARS-LINE1.dp_cascade:action_low",
+            "MEC-PC-01.pc_0_5um:alert_high", "MEC-GD-01:comm",
+            "MEC-WET.dp_cascade:action_low",
             "MEC-TH-06.humidity:alert_high"]  # inactive DSUPR rows are not listed
         state = table.get_cell("MEC-PC-01.pc_0_5um:alert_high", "1")
         assert state.plain == "UNACK" and "reverse" in str(state.style)
@@ -194,7 +182,7 @@ async def _ack(pilot, app, reason: str = "door left open during transfer"):
     await wait_until(pilot, lambda: table.current_key == "MEC-PC-01.pc_0_5um:alert_high")
     await pilot.press("a")
     modal = await dialog(pilot, app)
-    assert "You are: technician (Chan Tai Man)" in str(modal.query_one("#action-who").render())
+    assert "You are: Chan Tai Man (tmchan)" in str(modal.query_one("#action-who").render())
     if reason:
         await pilot.press(*reason)
     await pilot.press("enter")
@@ -206,7 +194,7 @@ async def test_acknowledge_reaches_the_service_with_login_and_reason(cfg, db):
     server = ActionServer(db + ".sock", rec)
     await server.start()
     try:
-        app = make_app(cfg, db, login="technician", clock=Clock())
+        app = make_app(cfg, db, login="tmchan", clock=Clock())
         async with app.run_test(size=(100, 30)) as pilot:
             await started(app, pilot)
             await _ack(pilot, app)
@@ -229,7 +217,7 @@ async def test_refusal_is_shown_in_the_dialog(cfg, db):
     server = ActionServer(db + ".sock", rec)
     await server.start()
     try:
-        app = make_app(cfg, db, login="technician", clock=Clock())
+        app = make_app(cfg, db, login="tmchan", clock=Clock())
         async with app.run_test(size=(100, 30)) as pilot:
             await started(app, pilot)
             modal = await _ack(pilot, app)
@@ -247,7 +235,7 @@ async def test_reason_is_required_and_nothing_is_sent(cfg, db):
     server = ActionServer(db + ".sock", rec)
     await server.start()
     try:
-        app = make_app(cfg, db, login="technician", clock=Clock())
+        app = make_app(cfg, db, login="tmchan", clock=Clock())
         async with app.run_test(size=(100, 30)) as pilot:
             await started(app, pilot)
             modal = await _ack(pilot, app, reason="")
@@ -265,7 +253,7 @@ async def test_shelve_sends_a_duration(cfg, db):
     server = ActionServer(db + ".sock", rec)
     await server.start()
     try:
-        app = make_app(cfg, db, login="technician", clock=Clock())
+        app = make_app(cfg, db, login="tmchan", clock=Clock())
         async with app.run_test(size=(100, 30)) as pilot:
             await alarm_selected(pilot, app, "MEC-PC-01.pc_0_5um:alert_high")
             await pilot.press("s")
@@ -294,7 +282,7 @@ async def test_service_not_running_is_reported(cfg, db):
 
 async def test_stale_heartbeat_banner_appears_and_disappears(cfg, db):
     clock = Clock(T0)
-    app = make_app(cfg, db, login="technician", refresh_s=0.05, clock=clock)
+    app = make_app(cfg, db, login="tmchan", refresh_s=0.05, clock=clock)
     async with app.run_test(size=(100, 30)) as pilot:
         await started(app, pilot)
         banner = app.screen.query_one(StaleBanner)
@@ -309,7 +297,7 @@ async def test_stale_heartbeat_banner_appears_and_disappears(cfg, db):
 
 
 async def test_zone_detail_trend_limits_and_sources(cfg, db):
-    app = make_app(cfg, db, login="technician", clock=Clock())
+    app = make_app(cfg, db, login="tmchan", clock=Clock())
     async with app.run_test(size=(100, 30)) as pilot:
         await started(app, pilot)
         app.open_zone("MEC-LITHO")
@@ -330,7 +318,7 @@ async def test_zone_detail_trend_limits_and_sources(cfg, db):
 
 
 async def test_devices_and_hazmat_screens(cfg, db, tmp_path):
-    app = make_app(cfg, db, login="technician", clock=Clock())
+    app = make_app(cfg, db, login="tmchan", clock=Clock())
     async with app.run_test(size=(100, 30)) as pilot:
         await started(app, pilot)
         await show(pilot, app, "4", "devices")
@@ -348,7 +336,7 @@ async def test_devices_and_hazmat_screens(cfg, db, tmp_path):
         assert gas.get_cell("MEC-GD-01", "3").plain == "comm"
     ledger_db = str(tmp_path / "ledger.db")
     sample_db.build(cfg, ledger_db, hazmat=True)
-    app = make_app(cfg, ledger_db, login="technician", clock=Clock())
+    app = make_app(cfg, ledger_db, login="tmchan", clock=Clock())
     async with app.run_test(size=(100, 30)) as pilot:
         await started(app, pilot)
         await show(pilot, app, "5", "hazmat")
@@ -360,7 +348,7 @@ async def test_devices_and_hazmat_screens(cfg, db, tmp_path):
 
 async def test_the_tui_opens_the_database_read_only(cfg, db):
     # no refresh after the first: the test uses the reader's connection while no read runs
-    app = make_app(cfg, db, login="technician", refresh_s=3600, clock=Clock())
+    app = make_app(cfg, db, login="tmchan", refresh_s=3600, clock=Clock())
     async with app.run_test(size=(100, 30)) as pilot:
         await started(app, pilot)
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
@@ -368,7 +356,7 @@ async def test_the_tui_opens_the_database_read_only(cfg, db):
 
 
 async def test_missing_database_shows_in_the_banner(cfg, tmp_path):
-    app = make_app(cfg, str(tmp_path / "none.db"), login="technician", clock=Clock())
+    app = make_app(cfg, str(tmp_path / "none.db"), login="tmchan", clock=Clock())
     async with app.run_test(size=(100, 30)) as pilot:
         await started(app, pilot)
         assert "does not exist" in app.screen.query_one(StaleBanner).message
@@ -380,7 +368,7 @@ async def test_mode_change_from_the_overview(cfg, db):
     server = ActionServer(db + ".sock", rec)
     await server.start()
     try:
-        app = make_app(cfg, db, login="shiftlead", clock=Clock())
+        app = make_app(cfg, db, login="kylee", clock=Clock())
         async with app.run_test(size=(100, 30)) as pilot:
             await started(app, pilot)
             await pilot.press("m")  # the cursor starts on the first zone, MEC-LITHO
@@ -397,7 +385,7 @@ async def test_mode_change_from_the_overview(cfg, db):
 async def test_a_refresh_handled_during_shutdown_is_dropped(cfg, db):
     """Closing the app empties its screen stacks while its message loop still runs; a
     snapshot the refresh worker posted meanwhile must be dropped, not drawn on no screen."""
-    app = make_app(cfg, db, login="technician", refresh_s=3600, clock=Clock())
+    app = make_app(cfg, db, login="tmchan", refresh_s=3600, clock=Clock())
     at_close: dict = {}
 
     class ClosedLast(Screen):
@@ -436,7 +424,7 @@ async def test_operator_text_is_shown_as_text_never_as_markup(cfg, db, reason):
                          (reason, reason[:40], "MEC-GD-01:comm")).rowcount
         conn.execute("UPDATE alarms SET ack_by = ? WHERE id = ?", (reason[:40], "MEC-GD-01:comm"))
     assert n == 1
-    app = make_app(cfg, db, login="technician", clock=Clock())
+    app = make_app(cfg, db, login="tmchan", clock=Clock())
     async with app.run_test(size=(120, 30)) as pilot:
         await alarm_selected(pilot, app, "MEC-GD-01:comm")
         await wait_until(pilot, lambda: app.snapshot.history_of == "MEC-GD-01:comm")

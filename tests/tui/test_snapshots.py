@@ -6,13 +6,13 @@ visual change, and look at the report before committing the new SVGs.
 
 from __future__ import annotations
 
-import asyncio
 import os
 
 import pytest
 
 from facility.config import load_config
 from tests.fixtures import sample_db
+from tests.fixtures.wait import pilot_until
 from tui.app import make_app
 from tui.screens.base import DataScreen
 from tui.widgets.live_table import LiveTable
@@ -27,18 +27,12 @@ def app_factory(tmp_path):
     path = str(tmp_path / "facility.db")
     sample_db.build(cfg, path, hazmat=True)
     # a refresh period far longer than the test: only the first read is drawn
-    return lambda: make_app(cfg, path, refresh_s=3600, login="technician",
+    return lambda: make_app(cfg, path, refresh_s=3600, login="tmchan",
                             clock=lambda: sample_db.T0)
 
 
 async def _until(pilot, cond, what: str, timeout: float = 60.0) -> None:
-    """Poll ``cond`` with a generous deadline: busy cores delay the reads, never the picture."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not cond():
-        if loop.time() > end:
-            raise AssertionError(f"{what} not reached in {timeout:g} s")
-        await pilot.pause(0.02)
+    await pilot_until(pilot, cond, what, timeout)
 
 
 def _settled(app) -> bool:

@@ -18,6 +18,7 @@ class OverviewScreen(DataScreen):
     """Every zone at a glance; Enter opens the zone, m changes its mode."""
 
     MODE = "overview"
+    COUNTS = True
     BINDINGS = [
         Binding("enter", "open_zone", "Zone detail"),
         Binding("m", "mode", "Mode"),

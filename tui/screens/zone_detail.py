@@ -1,4 +1,7 @@
-"""Zone detail: every point of a zone, its last hour from agg_1m, its limits and their source."""
+"""Zone detail: the zone's process values first (value with unit, last hour from agg_1m, the
+limits in force written out), then its instruments' health, one line per device, in their own
+section; the chart and the limit sources follow the highlighted process value
+(docs/ARCHITECTURE.md "Values on screen")."""
 
 from __future__ import annotations
 
@@ -8,35 +11,68 @@ from textual.binding import Binding
 from textual.widgets import Static
 
 from tui.data import Snapshot
-from tui.fmt import LEVEL_STYLE, QUALITY_LABEL, fmt_value
-from tui.limits import classify, short_limits
+from tui.fmt import QUALITY_LABEL
+from tui.limits import limit_line, limit_text
 from tui.screens.base import DataScreen
-from tui.views.common import point_zone_map, site_tz, zone_class, zone_mode
+from tui.views.common import (
+    is_instrument_point,
+    point_zone_map,
+    site_tz,
+    value_cell,
+    zone_class,
+    zone_mode,
+)
+from tui.views.devices import INSTRUMENT_COLUMNS, instrument_rows
 from tui.widgets.live_table import LiveTable
 from tui.widgets.trend import Trend, sparkline
 
-POINT_COLUMNS = ("Point", "Value", "Unit", "Q", "Last hour", "Limits")
-KIND_ORDER = {"derived": 0, "measured": 1, "status": 2, "comm": 3, "health": 4}
+POINT_COLUMNS = ("Point", "Value", "Q", "Last hour", "Limits (alert / action)")
+KIND_ORDER = {"derived": 0, "measured": 1, "status": 2}
 
 
 class ZoneDetailScreen(DataScreen):
     """One zone; ←/→ switch zones, the chart follows the highlighted point."""
+
+    DEFAULT_CSS = """
+    ZoneDetailScreen #instruments {
+        height: auto;
+        max-height: 8;
+    }
+    ZoneDetailScreen #instruments-title {
+        height: 1;
+    }
+    """
 
     MODE = "zone"
     BINDINGS = [
         Binding("left,left_square_bracket", "step(-1)", "Prev zone", priority=True),
         Binding("right,right_square_bracket", "step(1)", "Next zone", priority=True),
         Binding("m", "mode", "Mode"),
+        Binding("t", "app.trend", "Trend 1h–30d"),
+        Binding("e", "app.zone_history", "Alarm history"),
     ]
 
     def body(self) -> ComposeResult:
         yield Static("", id="zone-title")
         yield LiveTable(POINT_COLUMNS, id="points")
+        yield Static("Instruments · health of the zone's devices (4: every device)",
+                     id="instruments-title", classes="section")
+        yield LiveTable(INSTRUMENT_COLUMNS, id="instruments")
         yield Trend(id="trend")
         yield Static("", id="limit-sources")
 
     def on_mount(self) -> None:
         self.query_one("#points", LiveTable).focus()
+        self._fit_instruments()
+
+    def on_resize(self, event) -> None:
+        self._fit_instruments()
+
+    def _fit_instruments(self) -> None:
+        """The process values keep most of a small terminal: the instrument section takes
+        at most 8 lines (header + 7 devices, the rest scrolls), fewer below 40 lines."""
+        lines = max(3, min(8, (self.size.height - 18) // 2))
+        self.query_one("#instruments", LiveTable).styles.max_height = lines
 
     def on_screen_resume(self) -> None:
         self.app.want_trends(self.app.zone_focus)
@@ -46,9 +82,12 @@ class ZoneDetailScreen(DataScreen):
         self.app.want_trends(None)
 
     def _points(self, snap: Snapshot, zone: str) -> list[str]:
+        """The zone's process values: every point but instrument health, derived first."""
         pz = point_zone_map(self.app.cfg, snap)
-        names = [p for p, z in pz.items() if z == zone]
-        return sorted(names, key=lambda p: (KIND_ORDER.get(snap.points[p].get("kind"), 9), p))
+        names = [p for p, z in pz.items() if z == zone and not is_instrument_point(p, snap.points[p])]
+        # a counter's raw counts per record after the concentrations the limits apply to
+        return sorted(names, key=lambda p: (KIND_ORDER.get(snap.points[p].get("kind"), 9),
+                                            snap.points[p].get("quantity") == "particle_count", p))
 
     def show_body(self, snap: Snapshot) -> None:
         app = self.app
@@ -60,23 +99,18 @@ class ZoneDetailScreen(DataScreen):
         rows = []
         for p in self._points(snap, zone):
             meta = snap.points[p]
-            value, q, _ts = snap.value(p)
+            _value, q, _ts = snap.value(p)
             lims = app.limits.for_point(p, mode)
-            if q is None:
-                val = Text("--", style="dim")
-            elif q != 0:
-                val = Text(QUALITY_LABEL.get(q, "?"), style=LEVEL_STYLE["bad"])
-            else:
-                val = Text(fmt_value(value, meta.get("decimals")),
-                           style=LEVEL_STYLE.get(classify(value, lims), ""))
             spark = ""
             if snap.trends_zone == zone:
                 spark = sparkline([b["mean"] for b in snap.trends.get(p, [])], 12)
-            rows.append((p, [p.split(".", 1)[1] if p.startswith(z.id + ".") else p, val,
-                             meta.get("unit") or "", QUALITY_LABEL.get(q, "") if q else "",
-                             spark, short_limits(lims)]))
+            rows.append((p, [p.split(".", 1)[1] if p.startswith(z.id + ".") else p,
+                             value_cell(snap, app.limits, p, mode),
+                             QUALITY_LABEL.get(q, "") if q else "", spark,
+                             limit_text(lims, meta.get("unit"), meta.get("quantity"), p)]))
         table = self.query_one("#points", LiveTable)
         table.sync(rows)
+        self.query_one("#instruments", LiveTable).sync(instrument_rows(app.cfg, snap, zone))
         self._chart(snap, mode)
 
     def _chart(self, snap: Snapshot, mode: str) -> None:
@@ -92,8 +126,9 @@ class ZoneDetailScreen(DataScreen):
         trend.show(snap.trends.get(point, []) if snap.trends_zone == self.app.zone_focus else [],
                    lims, tz, f"{point} · last hour (1-min min–max)", snap.now_ms)
         if lims:
-            lines = [f"{n} {fmt_value(lim.value, 2)}: {lim.source}"
-                     + (" (active alarm)" if lim.from_alarm else "")
+            meta = snap.points.get(point) or {}
+            lines = [f"{limit_line(n, lim, meta.get('unit'), meta.get('quantity'), point)}"
+                     f": {lim.source}" + (" (active alarm)" if lim.from_alarm else "")
                      for n, lim in sorted(lims.items())]
             sources.update(Text("\n".join(lines)))
         else:

@@ -9,10 +9,9 @@ from rich.text import Text
 
 from facility.config.schema import Config
 from tui.data import Snapshot
-from tui.fmt import PRIORITY_STYLE, priority_rank
 from tui.limits import LimitIndex
+from tui.views.alarms import needs_attention, zone_badge
 from tui.views.common import (
-    ALARM_STATES_ACTIVE,
     point_zone_map,
     reading_cell,
     zone_class,
@@ -57,17 +56,6 @@ def zone_keys(cfg: Config, snap: Snapshot) -> dict[str, ZoneKeys]:
     return zones
 
 
-def alarm_badge(alarms: list[dict]) -> Text:
-    """``2 crit``: the count of a zone's active alarms and the worst priority."""
-    if not alarms:
-        return Text("ok", style="green")
-    worst = min((a.get("priority") for a in alarms), key=priority_rank)
-    label = {"critical": "crit", "medium": "med"}.get(worst or "", worst or "?")
-    unack = any(a.get("state") == "UNACK" for a in alarms)
-    style = PRIORITY_STYLE.get(worst or "", "") + (" reverse" if unack else "")
-    return Text(f"{len(alarms)} {label}", style=style.strip())
-
-
 OVERVIEW_COLUMNS = ("Zone", "Class", "Mode", "≥0.5µm/m³", "≥5µm/m³", "ΔP Pa", "T °C", "RH %",
                     "Alarms")
 
@@ -77,7 +65,7 @@ def overview_rows(cfg: Config, snap: Snapshot, limits: LimitIndex,
     """Rows of the overview: one per site (a heading), then its zones."""
     by_zone: dict[str, list[dict]] = {}
     for a in snap.alarms:
-        if a.get("zone") and a.get("state") in ALARM_STATES_ACTIVE:
+        if a.get("zone") and needs_attention(a):  # not returned-and-acknowledged ones
             by_zone.setdefault(a["zone"], []).append(a)
     rows: list[tuple[str, list]] = []
     for site in cfg.sites:
@@ -101,15 +89,14 @@ def overview_rows(cfg: Config, snap: Snapshot, limits: LimitIndex,
             cells.append(reading_cell(snap, limits, k.dp, mode, 1, signed=True)[0])
             cells.append(reading_cell(snap, limits, k.t, mode, 1)[0])
             cells.append(reading_cell(snap, limits, k.rh, mode, 1)[0])
-            cells.append(alarm_badge(by_zone.get(z.id, [])))
+            cells.append(zone_badge(by_zone.get(z.id, [])))
             rows.append((z.id, cells))
     return rows
 
 
 def _num(text: Text) -> float:
-    s = text.plain
-    mult = 1e6 if s.endswith("M") else 1e3 if s.endswith("k") else 1.0
+    """The number a cell shows (thousands are grouped with spaces: ``3 700``)."""
     try:
-        return float(s.rstrip("Mk")) * mult
+        return float(text.plain.replace(" ", ""))
     except ValueError:
         return -1.0

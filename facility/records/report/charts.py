@@ -11,18 +11,18 @@ from __future__ import annotations
 import math
 from html import escape
 
+from facility.domain.display import format_number
 from facility.domain.timeparse import local_iso
 
-W, H = 760, 220
-L, R, T, B = 70, 150, 14, 34
+W, H = 800, 220
+L, R, T, B = 70, 190, 14, 34
 PALETTE = ("#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#17becf", "#7f7f7f", "#bcbd22")
 LIMIT_STYLE = {"action": ("#d62728", "6 3"), "alert": ("#ff7f0e", "3 3")}
 
 
 def _fmt(v: float) -> str:
-    if abs(v) >= 10_000:
-        return f"{v:.3g}"
-    return f"{v:.4g}"
+    """Axis and limit labels: significant digits, never scientific notation."""
+    return format_number(v)
 
 
 def downsample(buckets: list[dict], max_points: int = 300) -> list[tuple[int, float | None]]:

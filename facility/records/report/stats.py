@@ -20,8 +20,25 @@ from dataclasses import dataclass, field
 
 from alarms.rules import CompiledRule
 from facility.catalogue import Catalogue, build_catalogue, within_limits
+from facility.domain.vocab import ZONE_MODES
 from facility.records import kpi
 from facility.records.classify import ZoneClassifier
+from facility.records.report.auditor import (
+    completeness,
+    config_history,
+    grade_statement,
+    instruments,
+    people_actions,
+    prepared_by,
+)
+from facility.records.report.modes import (
+    ModeCompliance,
+    ModeSpan,
+    mode_at,
+    mode_history,
+    mode_limits,
+    split_limits,
+)
 
 
 @dataclass
@@ -146,15 +163,27 @@ class ReportData:
         self.rules = point_limits(self.catalogue, points)
         self.limits = {pid: {name: r.limit for name, r in rules.items()}
                        for pid, rules in self.rules.items()}
-        self.compliance: dict[str, Compliance] = {}
+        zone_ids = [z.id for z in cfg.zones]
+        self.modes = mode_history(cfg, store, from_ms, to_ms)
+        self.mode_limits = mode_limits(self.catalogue, zone_ids)
+        self.compliance: dict[str, ModeCompliance] = {}
         for p in points.values():
-            lim = self.limits.get(p["point"])
-            if not lim:
+            if hold_ms(self.catalogue, p) is None or not any(
+                    p["point"] in self.mode_limits[m] for m in ZONE_MODES):
                 continue
-            action = {k: v for k, v in lim.items() if k.startswith("action")}
-            alert = {k: v for k, v in lim.items() if k.startswith("alert")} or action
-            self.compliance[p["point"]] = Compliance(from_ms, to_ms, hold_ms(self.catalogue, p),
-                                                     action or alert, alert)
+            zone_id = next((z for z in (p.get("zone"), getattr(self.catalogue.point(p["point"]),
+                                                               "zone", None)) if z), None)
+            spans = self.modes.get(zone_id) or [ModeSpan(zone_id or "", "in_operation",
+                                                         from_ms, to_ms)]
+            by_mode = {m: split_limits(self.mode_limits[m].get(p["point"], {}))
+                       for m in ZONE_MODES}
+            self.compliance[p["point"]] = ModeCompliance(from_ms, to_ms,
+                                                         hold_ms(self.catalogue, p), spans,
+                                                         by_mode)
+        self.counts: dict[str, list[int]] = {}
+        from facility.domain.model import now_ms
+
+        self._count_to_ms = min(to_ms, now_ms())  # completeness counts what time has passed
         self.classifiers = {z.id: ZoneClassifier(z, cfg.devices) for z in cfg.zones
                             if z.iso_class is not None and (zone is None or z.id == zone)
                             and (site is None or z.site == site)}
@@ -171,10 +200,20 @@ class ReportData:
         self.excursions = excursions(events, self.to_ms)
         for x in self.excursions:
             point = x["alarm_id"].split(":", 1)[0]
+            rp = self.catalogue.point(point)
+            spans = self.modes.get(getattr(rp, "zone", None) or point.split(".", 1)[0])
+            x["mode"] = mode_at(spans, x["onset_ms"]) if spans else None
             self._open.setdefault(point, []).append(x)
 
     def feed(self, s) -> None:
         """One sample row of the stream (``SampleRow``)."""
+        if s.ts_ms < self._count_to_ms:
+            n = self.counts.get(s.point)
+            if n is None:
+                n = self.counts[s.point] = [0, 0]
+            n[0] += 1
+            if s.quality == 0 and s.value is not None:
+                n[1] += 1
         c = self.compliance.get(s.point)
         if c is not None:
             c.feed(s.ts_ms, s.value, s.quality)
@@ -203,3 +242,25 @@ class ReportData:
         self.kpi = kpi.alarm_kpis(self.store, self.from_ms, self.to_ms, sites=sites,
                                   zone=self.zone)
         self.performance = performance(self.kpi.total)
+        # the auditor's questions: who acted, modes, configurations, instruments, data
+        zones = self.zone_ids()
+        self.actions = people_actions(self.store, self.cfg, self.from_ms, self.to_ms,
+                                      self.events, zones)
+        self.config_versions = config_history(self.store, self.from_ms, self.to_ms)
+        from facility.domain.model import now_ms
+
+        self.instruments = instruments(self.cfg, self.catalogue, self.events, self.actions,
+                                       min(self.to_ms - 1, now_ms()), zones)
+        self.completeness = completeness(self.cfg, self.catalogue, self.points, self.counts,
+                                         self.from_ms, self.to_ms, zones, self._count_to_ms)
+        self.grades = {z.id: grade_statement(z, self.catalogue) for z in self.cfg.zones
+                       if z.gmp_grade and (zones is None or z.id in zones)}
+        self.prepared = prepared_by(self.cfg)
+        self.prepared["ts_ms"] = now_ms()
+
+    def zone_ids(self) -> set[str] | None:
+        """The zones the report covers (None: every zone, no filter)."""
+        if self.zone is None and self.site is None:
+            return None
+        return {z.id for z in self.cfg.zones if (self.zone is None or z.id == self.zone)
+                and (self.site is None or z.site == self.site)}

@@ -121,7 +121,8 @@ def test_alarms_json_has_exactly_the_readme_fields(with_alarms):
         "occurrence": 3, "active": True, "onset": "2023-11-14T22:13:20.000Z",
         "detected": "2023-11-14T22:13:29.412Z", "limit": 10.0,
         "source": "zones[Z1].min_dp_pa=+10 Pa vs Z2", "zone": "Z1", "site": "S",
-        "point": "Z1.dp_cascade", "ack_by": "technician", "ack_reason": "door held for transfer",
+        "point": "Z1.dp_cascade", "ack_by": "technician", "ack_by_name": None,
+        "ack_reason": "door held for transfer",
         "acked_at": "2023-11-14T22:13:51.101Z", "shelved_until": None})
 
 

@@ -1,6 +1,7 @@
 """Device calibration dates (``calibrated_on`` / ``calibration_due``) are read as dates."""
 
 import datetime
+import re
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,9 @@ SHIPPED = (ROOT / "config.toml").read_text()
 def _with_due(value: str) -> str:
     i = SHIPPED.index("[[devices]]")
     j = SHIPPED.index("\n", i)
-    return SHIPPED[:j] + f"\ncalibrated_on = \"2025-01-10\"\ncalibration_due = {value}" + SHIPPED[j:]
+    # the first device's own dates give way to the ones under test
+    rest = re.sub(r"\ncalibrated_on = [^\n]*|\ncalibration_due = [^\n]*", "", SHIPPED[j:], count=2)
+    return SHIPPED[:j] + f"\ncalibrated_on = \"2025-01-10\"\ncalibration_due = {value}" + rest
 
 
 @pytest.mark.parametrize("value", ['"2026-01-15"', "2026-01-15"])

@@ -6,7 +6,15 @@ import math
 
 import pytest
 
-from facility.domain.display import format_number, format_value, local_time, point_words
+from facility.domain.display import (
+    fmt_limit,
+    fmt_number,
+    fmt_value,
+    format_number,
+    format_value,
+    local_time,
+    point_words,
+)
 
 T0 = 1_700_000_000_000  # 2023-11-14 22:13:20 UTC
 
@@ -71,3 +79,63 @@ def test_local_time_has_the_site_offset():
 ])
 def test_point_words(name, quantity, kw, words):
     assert point_words(name, quantity, **kw) == words
+
+
+# ---- the one format of the screens: fmt_value / fmt_limit --------------------------------
+
+@pytest.mark.parametrize("value,unit,quantity,name,text", [
+    (7140.0, "count/m3", "particle_conc", None, "7 140 /m³"),
+    (27000.0, "count/m3", "particle_conc", None, "27 000 /m³"),  # never "27k"
+    (10200.0, "count/m3", "particle_conc", None, "10 200 /m³"),  # never "10.2k"
+    (3520000.0, "count/m3", "particle_conc", None, "3 520 000 /m³"),
+    (832.0, "count/m3", "particle_conc", None, "832 /m³"),  # never "832.00"
+    (412.0, "count", "particle_count", None, "412 counts"),
+    (0.004, "ppm", "gas_conc", None, "0.004 ppm"),
+    (0.005, "ppm", "gas_exposure", None, "0.005 ppm"),
+    (12.34, "Pa", "pressure_diff_zone", None, "+12.3 Pa"),
+    (-4.0, "Pa", "pressure_diff", None, "-4 Pa"),
+    (0.0, "Pa", "pressure_diff", None, "0 Pa"),
+    (21.46, "°C", "temperature", None, "21.5 °C"),
+    (1.0, "", "door", None, "OPEN"),
+    (0.0, "", "door", None, "closed"),
+    (1.0, "", "status", "MEC-PC-01.flow_fault", "FAULT"),
+    (0.0, "", "status", "MEC-PC-01.laser_fault", "ok"),
+    (1.0, "", "status", "MEC-GD-02.fault", "FAULT"),
+    (0.0, "", "comm", "MEC-GD-01.comm_ok", "FAULT"),
+    (1.0, "", "gas_alarm", None, "ALARM"),
+    (None, "ppm", "gas_conc", None, "no reading"),
+])
+def test_fmt_value(value, unit, quantity, name, text):
+    assert fmt_value(value, unit, quantity, name=name) == text
+
+
+def test_fmt_number_groups_only_the_integer_part():
+    assert fmt_number(1234.5) == "1 234" and fmt_number(-1234567.0) == "-1 234 567"
+    assert fmt_number(999.96) == "1 000" and fmt_number(0.00123) == "0.00123"
+    assert fmt_number(12.3, signed=True) == "+12.3" and fmt_number(0.0, signed=True) == "0"
+    assert fmt_number(7140.0, sep="\u202f") == "7\u202f140"  # a report may ask for a thin space
+
+
+@pytest.mark.parametrize("limits,unit,quantity,text", [
+    ({"alert_high": 7140.0, "action_high": 10200.0}, "count/m3", "particle_conc",
+     "alert 7 140 / action 10 200 /m³"),
+    ({"alert_high": 0.005, "action_high": 0.01}, "ppm", "gas_conc",
+     "alert 0.005 / action 0.01 ppm"),  # arsine set points, never "0.01 / 0.01"
+    ({"action_high": 0.005}, "ppm", "gas_exposure", "action 0.005 ppm"),  # never "AH0"
+    ({"action_low": 18.0, "alert_low": 19.0, "alert_high": 23.0, "action_high": 24.0}, "°C",
+     "temperature", "alert 19–23 / action 18–24 °C"),
+    ({"action_low": 10.0}, "Pa", "pressure_diff_zone", "action min +10 Pa"),
+    ({"action_high": -10.0}, "Pa", "pressure_diff_zone", "action max -10 Pa"),
+    ({"alert_low": 12.0, "action_low": 10.0}, "Pa", "pressure_diff", "alert min +12 / action min +10 Pa"),
+    ({"action_high": 0.5}, "", "door", "action when OPEN"),  # never "AH0.5"
+    ({"action_high": 0.5}, "", "gas_alarm", "action when ALARM"),
+    ({}, "Pa", "pressure_diff", ""),
+])
+def test_fmt_limit(limits, unit, quantity, text):
+    assert fmt_limit(limits, unit, quantity) == text
+
+
+def test_fmt_limit_of_a_status_point_by_name():
+    assert fmt_limit({"action_low": 0.5}, "", "comm", name="X.comm_ok") == "action when FAULT"
+    assert fmt_limit({"action_high": 0.5}, "", "status", name="X.laser_fault") == \
+        "action when FAULT"

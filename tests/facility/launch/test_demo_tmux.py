@@ -1,6 +1,8 @@
-"""The real `facility demo` in a real terminal (tmux): the story arrives on screen, an
-acknowledgement typed in the TUI reaches the service with the login and the reason, and
-`q` quits everything."""
+"""The real `facility demo` in a real terminal (tmux): the story arrives on screen, one step
+after another (door, then particles, then gas, each announced and each alarm detected
+before the next), an acknowledgement typed in the TUI reaches the service with the login
+and the reason, `facility pages --demo` lists what the on-call engineer was sent, the log
+has no protocol dumps, and `q` quits everything."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from facility.service.socket import current_login
+from facility.store import Store
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
@@ -46,24 +49,91 @@ def test_demo_in_tmux(tmp_path):
     session = f"demo-{uuid.uuid4().hex[:8]}"
     cmd = f"cd {tmp_path} && {sys.executable} -m facility demo --config {config}; sleep 5"
     _tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "40", cmd)
+    db = tmp_path / "var" / "demo" / "facility.db"
     try:
-        text = _wait_screen(session, lambda t: "MEC-LITHO" in t and "Overview" in t)
+        # each step is announced on screen as it starts (watched from the start: an
+        # announcement stays 20 s), in the story's order
+        seen: list[str] = []
+        text = _watch(session, seen, lambda t: "MEC-LITHO" in t and ("Overview" in t
+                                                                     or "Ovw" in t))
         assert "MEC-LITHO" in text and "MARS-LINE1" in text, text
-        # the gas alarm of the story arrives (about 25 s in)
         _tmux("send-keys", "-t", session, "2")
-        text = _wait_screen(session, lambda t: "MEC-GD-04:gas_high" in t)
+        text = _watch(session, seen, lambda t: len(seen) == len(ANNOUNCED)
+                      and "MEC-GD-04:gas_high" in t, timeout_s=180.0)
+        assert seen == list(ANNOUNCED), (seen, text)
         assert "MEC-GD-04:gas_high" in text and "UNACK" in text, text
+        # the alarms were detected in the story's order, one after another
+        firsts = _wait_story_detected(db)
+        door, particle, gas = (firsts[k] for k in STORY)
+        assert door + 1000 < particle and particle + 1000 < gas, firsts
         # select it and acknowledge through the modal, as the OS login
         acked = _ack_selected(session, "MEC-GD-04:gas_")
-        db = tmp_path / "var" / "demo" / "facility.db"
         out = _wait_json_alarm(config, db, acked)
         assert out["ack_by"] == current_login()
         assert out["ack_reason"] == "leak test acknowledged in tmux"
+        # what the on-call engineer received
+        page = _wait_page(config, "MEC-GD-04:gas_high#1")
+        assert page["channel"] == "demo-inbox" and page["priority"] == "critical", page
+        assert "Gas-cabinet room" in page["text"], page
+        # a readable log: INFO lines of the facility, no pymodbus frames or debug lines
+        log = (db.parent / "demo.log").read_text()
+        assert "demo story at" in log and "pymodbus" not in log and " DEBUG " not in log, log
         _tmux("send-keys", "-t", session, "q")
         text = _wait_screen(session, lambda t: "demo stopped" in t)
         assert "demo stopped" in text, text
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+ANNOUNCED = ("1/3 door", "2/3 particles", "3/3 gas")
+
+
+def _watch(session: str, seen: list[str], predicate, timeout_s: float = 90.0) -> str:
+    """Poll the screen until ``predicate``; note in ``seen`` each announcement (ANNOUNCED)
+    the first time it shows."""
+    end = time.monotonic() + timeout_s
+    while True:
+        text = _screen(session)
+        seen += [m for m in ANNOUNCED if m in text and m not in seen]
+        if predicate(text) or time.monotonic() > end:
+            return text
+        time.sleep(0.5)
+# the alarms of each step: the lithography bay's cascade, counter MEC-PC-01, detector MEC-GD-04
+STORY = {"door": ("MEC-LITHO.", "MEC-DP-01"), "particle": ("MEC-PC-01.pc_",),
+         "gas": ("MEC-GD-04:gas",)}
+
+
+def _wait_story_detected(db: Path, timeout_s: float = 90.0) -> dict[str, int]:
+    """When the first alarm of each step was detected (UTC ms), from the demo's events."""
+    end = time.monotonic() + timeout_s
+    while True:
+        with Store(str(db), readonly=True) as store:
+            raises = [e for e in store.events() if e["event"] == "raise"]
+        firsts = {}
+        for step, prefixes in STORY.items():
+            times = [e["detected_ms"] or e["ts_ms"] for e in raises
+                     if e["alarm_id"].startswith(prefixes)]
+            if times:
+                firsts[step] = min(times)
+        if len(firsts) == len(STORY) or time.monotonic() > end:
+            assert len(firsts) == len(STORY), f"story alarms missing: {firsts}"
+            return firsts
+        time.sleep(0.5)
+
+
+def _wait_page(config: Path, alarm: str, timeout_s: float = 90.0) -> dict:
+    """The trigger page of ``alarm`` as `facility pages --demo --json` lists it, once sent."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        run = subprocess.run([sys.executable, "-m", "facility", "pages", "--demo", "--json",
+                              "--limit", "0", "--config", str(config)],
+                             capture_output=True, text=True, cwd=ROOT)
+        for line in run.stdout.splitlines():
+            obj = json.loads(line)
+            if obj["alarm"] == alarm and obj["event"] == "trigger" and obj["delivery"] == "sent":
+                return obj
+        time.sleep(0.5)
+    raise AssertionError(f"{alarm} was never paged: {run.stdout[-2000:]} {run.stderr}")
 
 
 ALARM_ROW = re.compile(r"^\s*(crit|high|med|low)\w*\s+(UNACK|ACKED|RTNUN)\s")
@@ -81,8 +151,9 @@ def _ack_selected(session: str, alarm_part: str, timeout_s: float = 90.0) -> str
         text = _screen(session)
         rows = [ln for ln in text.splitlines() if ALARM_ROW.match(ln)]
         target = next(i for i, ln in enumerate(rows) if alarm_part in ln)
-        # one write: the terminal delivers the keys in order and the TUI handles them in order
-        _tmux("send-keys", "-t", session, "Home", *["Down"] * target, "a")
+        # one write: the terminal delivers the keys in order and the TUI handles them in order;
+        # Up to the first row (a DataTable's Home scrolls left, it does not move the cursor)
+        _tmux("send-keys", "-t", session, *["Up"] * (len(rows) + 1), *["Down"] * target, "a")
         modal = _wait_screen(session, lambda t: "reason" in t.lower())
         assert current_login() in modal, modal
         title = next(ln for ln in modal.splitlines() if "Acknowledge " in ln)

@@ -124,3 +124,45 @@ def test_alarm_performance_flood_chatter_standing_ack():
     assert p["top10"][0][:2] == ("A0", 6)
     assert [s[:2] for s in p["standing"]] == [("L", 1)]  # never cleared, range is 2 days
     assert p["ack_median_s"] == 30 and p["acked"] == 1
+
+
+def test_classification_uses_each_counters_sample_time_for_the_volume():
+    """ISO 14644-1 A.4.4: a 5 s record of a 1 CFM counter (2.36 L) is below the 5.68 L an ISO 5
+    room needs at 0.5 um; the smallest record of the zone's counters decides."""
+    zone = SimpleNamespace(id="Z", iso_class=5, area_m2=2)  # NL = 1
+    clf = ZoneClassifier(zone, [_pc(id="A", zone="Z", location="x", sample_s=5.0),
+                                _pc(id="B", zone="Z", location="y", sample_s=60.0)])
+    for dev in ("A", "B"):
+        clf.feed(f"{dev}.pc_0_5um", 100.0, 0)
+    r = clf.result()
+    assert r.record_volume_l == pytest.approx(2.36, abs=0.005)
+    assert r.min_volume_l == pytest.approx(5.68, abs=0.005)
+    assert r.reasons == ["sample volume 2.36 L per record below the ISO 14644-1 A.4.4 minimum"
+                         " 5.68 L"]
+    assert not r.passed and "INADEQUATE" in "\n".join(r.lines())
+    ok = ZoneClassifier(zone, [_pc(id="B", zone="Z", location="y", sample_s=60.0)])
+    ok.feed("B.pc_0_5um", 100.0, 0)
+    assert ok.result().passed and ok.result().record_volume_l == pytest.approx(28.3168)
+
+
+def test_classify_exit_codes_and_json(tmp_path):
+    """Exit 0 for a zone that meets its class, 1 when it does not (also with --json), 2 for
+    a zone that has no ISO class."""
+    import json
+
+    from click.testing import CliRunner
+
+    from facility.cli import cli
+
+    build(tmp_path, minutes=20)
+    args = ["classify", "--config", str(tmp_path / "config.toml"), "--from", "2000-01-01",
+            "--to", "2100-01-01"]
+    ok = CliRunner().invoke(cli, [*args, "--zone", "Z1", "--json"])
+    assert ok.exit_code == 0, ok.output
+    body = json.loads(ok.stdout)
+    assert body["passed"] is True and body["present_locations"] == 2
+    assert all(set(s["averages"]) == {"PC-1", "PC-2"} for s in body["sizes"])  # no DP-1
+    empty = CliRunner().invoke(cli, ["classify", "--config", str(tmp_path / "config.toml"),
+                                     "--zone", "Z1", "--from", "1990-01-01", "--to",
+                                     "1990-01-02", "--json"])
+    assert empty.exit_code == 1 and json.loads(empty.stdout)["passed"] is False

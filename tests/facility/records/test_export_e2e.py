@@ -130,7 +130,8 @@ def test_auditor_export_verify_tamper_archive_purge(tmp_path, receiver, start_se
 
     alarms = _rows(exp / "alarms.csv")
     (row,) = [a for a in alarms if a["alarm_id"] == CASCADE and a["occurrence"] == str(occ)]
-    assert row["acknowledged_by"] == login and row["ack_reason"] == REASON
+    assert row["acknowledged_by"] == f"Test Technician ({login})"  # name (login)
+    assert row["ack_reason"] == REASON
     assert row["onset"].endswith("Z") and row["cleared_onset"].endswith("Z")
     assert row["onset"] <= row["acknowledged"] and row["onset"] < row["cleared_onset"]
     assert row["last_state"] == "NORM" and row["zone"] == "Z1" and row["limit"] == "10.0"

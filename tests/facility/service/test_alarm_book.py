@@ -174,7 +174,9 @@ def test_refusals_are_audited_with_who_what_and_why(book):
     book.audit_refusal("tech", "suppress", f"{TEMP}#1", "noise", "tech lacks role 'engineer'")
     (audit,) = book.pending.audit
     assert audit == {"action": "refused:suppress", "actor": "tech", "subject": f"{TEMP}#1",
-                     "reason": "noise", "details": {"refusal": "tech lacks role 'engineer'"}}
+                     "reason": "noise", "details": {"refusal": "tech lacks role 'engineer'",
+                                                    "name": "T. Technician",
+                                                    "roles": ["technician"]}}
 
 
 def test_suppression_names_its_source_in_the_event(book):

@@ -226,7 +226,7 @@ def test_oos_of_a_plain_device_may_stay_until_return(desk):
     assert row["subject"] == "T-1" and row["details"]["until_ms"] is None
 
 
-def test_the_shipped_operators_name_their_roles_and_root_cannot_hide_a_critical_alarm(
+def test_the_shipped_operators_name_their_roles_and_the_admin_cannot_hide_a_critical_alarm(
         tmp_path):
     from pathlib import Path
 
@@ -234,8 +234,8 @@ def test_the_shipped_operators_name_their_roles_and_root_cannot_hide_a_critical_
     cfg = load_config(str(shipped))
     roles = {o.login: set(o.roles) for o in cfg.operators}
     holders = sorted(login for login, r in roles.items() if "shelve_critical" in r)
-    assert holders == ["shiftlead"]
-    assert "admin" in roles["root"] and "shelve_critical" not in roles["root"]
+    assert holders == ["kylee"]  # the shift lead
+    assert "admin" in roles["hmho"] and "shelve_critical" not in roles["hmho"]
     assert cfg.alarms.max_oos_critical_s == 3600 and cfg.alarms.max_suppress_s == 28800
     import dataclasses
 
@@ -246,10 +246,10 @@ def test_the_shipped_operators_name_their_roles_and_root_cannot_hide_a_critical_
         gas = next(aid for aid, st in desk.book.states.items()
                    if st.critical and aid.endswith(":gas_high"))
         desk.raise_(gas)
-        reply = desk.act("root", {"action": "shelve", "alarm": gas, "duration_s": 600,
+        reply = desk.act("hmho", {"action": "shelve", "alarm": gas, "duration_s": 600,
                                   "reason": "quiet please"})
-        assert not reply["ok"] and "root lacks role shelve_critical" in reply["message"]
-        assert desk.act("shiftlead", {"action": "shelve", "alarm": gas, "duration_s": 600,
+        assert not reply["ok"] and "hmho lacks role shelve_critical" in reply["message"]
+        assert desk.act("kylee", {"action": "shelve", "alarm": gas, "duration_s": 600,
                                       "reason": "detector swap"})["ok"]
     finally:
         desk.close()

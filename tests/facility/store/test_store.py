@@ -43,7 +43,7 @@ def test_migrations_from_empty_file_and_idempotent_reopen(tmp_path):
     path = str(tmp_path / "a" / "b.db")
     with Store(path) as s:
         versions = s.conn.execute("SELECT namespace, version FROM schema_migrations").fetchall()
-        assert ("store", 1) in versions and len(versions) == 4
+        assert ("store", 1) in versions and len(versions) == 5
         assert s.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert s.add_migrations("paging", ["CREATE TABLE outbox (id INTEGER PRIMARY KEY)"]) == [1]
     with Store(path) as s:
@@ -52,7 +52,7 @@ def test_migrations_from_empty_file_and_idempotent_reopen(tmp_path):
         assert s.add_migrations("paging", ["CREATE TABLE outbox (id INTEGER PRIMARY KEY)",
                                            "ALTER TABLE outbox ADD COLUMN body TEXT"]) == []
         n = s.conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0]
-        assert n == 6
+        assert n == 7
         with pytest.raises(StoreError, match="reserved"):
             s.add_migrations("store", [])
 
