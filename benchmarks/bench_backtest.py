@@ -9,12 +9,12 @@ its peak RSS is its own:
 * **columnar** (now): ``facility.records.backtest.run_from_store``: chunked columnar reads
   (``Store.iter_sample_arrays``, ``--chunk`` rows a chunk) fed to one streaming
   ``alarms.backtest.Backtest``; time split into reading and the engine;
-* **per-row** (before issue 16): every row through ``Store.iter_samples`` (a ``SampleRow``
+* **per-row** (the previous reader): every row through ``Store.iter_samples`` (a ``SampleRow``
   each) into Python lists, then one ``run_backtest`` over all of it;
 * **plain SELECT**: the same rows fetched with ``fetchmany`` and dropped: the floor of reading.
 
 Both backtests must produce the same transitions. Reported: samples/s and peak RSS of each,
-the ratio of rates (issue 16: >= 3), and a day of the shipped config (673 points x 86 400 s =
+the ratio of rates (target >= 3), and a day of the shipped config (673 points x 86 400 s =
 58.1 M samples) extrapolated: time from the rates, memory per-row from its bytes per sample,
 columnar from the chunk (constant).
 
@@ -187,7 +187,7 @@ def main() -> None:
         print(f"{name:14} {r['s']:7.2f} {r['rate']:11,.0f} {r.get('read_s', r['s']):7.2f}"
               f" {r.get('engine_s', 0.0):8.2f} {r['peak_rss_mb']:12.0f}")
     c, p = res["columnar"], res["per-row"]
-    print(f"ratio columnar / per-row rate: x{c['rate'] / p['rate']:.2f} (issue 16: >= 3);"
+    print(f"ratio columnar / per-row rate: x{c['rate'] / p['rate']:.2f} (target >= 3);"
           f" columnar rate / plain SELECT rate: {c['rate'] / res['plain SELECT']['rate']:.2f}")
     print(f"columnar time split: reading {c['read_s'] / c['s'] * 100:.0f} %,"
           f" engine {c['engine_s'] / c['s'] * 100:.0f} %")

@@ -7,7 +7,7 @@ partition size. Baselines measured in the same run: the same rows through raw
 ``executemany`` into a plain rowid table (append only, no key), and into a table keyed
 ``(point_id, ts_ms)`` (the layout docs/ARCHITECTURE.md measured as costly).
 
-The headline ratio (issue 16: ``write_cycle`` >= 0.3 x raw ``executemany``): the same cycles
+The headline ratio (target: ``write_cycle`` >= 0.3 x raw ``executemany``): the same cycles
 go, interleaved cycle by cycle (alternating which goes first, so drift of a shared machine
 falls on both alike), through ``Store.write_cycle`` (partitions, latest, aggregates, the
 cycle digest) and through raw ``executemany`` of the same rows into a plain table, one
@@ -274,7 +274,7 @@ def main() -> None:
     print(f"  executemany  p50 {statistics.median(b) * 1e3:7.2f} ms   mean {statistics.mean(b) * 1e3:7.2f} ms"
           f"   p99 {pct(b, 99) * 1e3:7.2f} ms")
     print(f"  ratio raw / write_cycle: p50 {statistics.median(b) / statistics.median(a):.2f},"
-          f" mean {statistics.mean(b) / statistics.mean(a):.2f} (issue 16: >= 0.3, goal 0.5;"
+          f" mean {statistics.mean(b) / statistics.mean(a):.2f} (target >= 0.3, goal 0.5;"
           f" samples, latest, aggregates and the digest included)")
     a, b = state["upsert_all"], state["executemany"]
     print(f"one-row service_state upsert per cycle: raw {statistics.median(b) * 1e6:.0f} us,"

@@ -7,8 +7,8 @@ point's ``latest`` row once a second through the real store, with a fresh heartb
 this process, first an idle Textual app (a Static and a Footer) runs headless for the
 same time as the baseline, then the TUI (``make_app``, refresh 1 s, 120x40) cycles through
 overview, devices and a zone's detail. Process CPU time (all threads: the UI loop and the
-refresh worker) is reported as a percentage of one core. Target: <= 5 % (issue 16: the TUI
-at no more than 5 % of a core while browsing 2 000 points).
+refresh worker) is reported as a percentage of one core. Target: at most 5 % of a core while browsing
+2 000 points.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from facility.store import Cycle, Store  # noqa: E402
 
 CONFIG = os.path.join(os.path.dirname(__file__), os.pardir, "config.toml")
 TARGET_PCT = 5.0
-"""The TUI's budget while browsing 2 000 points at 1 Hz, in % of one core (issue 16)."""
+"""The TUI's budget while browsing 2 000 points at 1 Hz, in % of one core."""
 
 
 def make_points(cfg, n: int) -> list[PointInfo]:

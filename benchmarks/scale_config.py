@@ -1,4 +1,4 @@
-"""A scaled copy of the shipped config.toml with about N points (issue 16 benchmark).
+"""A scaled copy of the shipped config.toml with about N points.
 
     python benchmarks/scale_config.py N [--config config.toml] [--out PATH]
 

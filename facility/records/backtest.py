@@ -42,7 +42,7 @@ def compiled(cfg: Config) -> tuple[list[tuple], list[str], dict[str, float]]:
 
 CHUNK_ROWS = 1_000_000
 """Samples per chunk of a backtest from the store: ~25 MB of columns and the engine's output
-for them, so memory stays bounded whatever the range (issue 16: <= 1 GB for a day of 50 M)."""
+for them, so memory stays bounded whatever the range (at most about 1 GB for a day of 50 M samples)."""
 
 
 def store_chunks(store, from_ms: int, to_ms: int, ids: list[str],

@@ -1,4 +1,4 @@
-"""The simulator's normal plant is compliant in every mode, at every time of day (issue 15, 8).
+"""The simulator's normal plant is compliant in every mode, at every time of day.
 
 Real parts, simulated time: every device of the shipped ``config.toml`` is played by the
 simulator's own units (``SimUnit.action``, the function pymodbus calls for each request) on a

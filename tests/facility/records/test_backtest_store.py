@@ -1,5 +1,5 @@
 """`facility backtest --from --to` over the store: chunked columnar reads give exactly the
-transitions of one run over every sample at once (issue 16: bounded memory), on a real SQLite
+transitions of one run over every sample at once (bounded memory), on a real SQLite
 store written through ``Store.write_cycle``."""
 
 from __future__ import annotations

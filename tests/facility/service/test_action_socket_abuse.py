@@ -283,6 +283,8 @@ def _flood(path: str, uid: int | None) -> tuple[int, int, int]:
                 if select.select([stop_r], [], [], 0)[0]:
                     code = 0
                     break
+        except BaseException as exc:  # said on stderr, so a flood that ends early says why
+            os.write(2, f"flood child ended: {exc!r}\n".encode())
         finally:
             os._exit(code)
     os.close(ready_w)
@@ -298,7 +300,13 @@ def _first_round(ready_r: int) -> int:
 
 
 def _stop(pid: int, ready_r: int, stop_w: int) -> int:
-    os.write(stop_w, b"x")
+    try:
+        os.write(stop_w, b"x")
+    except BrokenPipeError:  # the flood already ended (its reason is on stderr): reap it
+        os.waitpid(pid, 0)
+        os.close(ready_r)
+        os.close(stop_w)
+        return 0
     done = wait_for(lambda: os.waitpid(pid, os.WNOHANG)[0] == pid)
     if not done:
         os.kill(pid, signal.SIGKILL)

@@ -1,4 +1,4 @@
-"""``agg_open`` as a checkpoint (issue 16): written when a bucket closes, on backfill and every
+"""``agg_open`` as a checkpoint: written when a bucket closes, on backfill and every
 ``AGG_FLUSH_CYCLES`` cycles instead of every cycle. The writer's own reads are exact, a
 read-only reader lags by at most that many cycles, and a writer that dies between
 checkpoints loses nothing: the next writer open replays the rows stored after it. Real

@@ -1,5 +1,5 @@
 """``Store.iter_sample_arrays``: the same rows, bit for bit, as ``iter_samples``, in chunks of
-at most the asked size (issue 16: a backtest reads a day in bounded memory), on a real store."""
+at most the asked size (a backtest reads a day in bounded memory), on a real store."""
 
 from __future__ import annotations
 
