@@ -18,8 +18,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from google.protobuf.message import DecodeError
+
 from facility.campus import sparkplug as sp
-from facility.campus.uplink import NODE_DEVICE, NODE_METRICS, make_client
+from facility.campus.uplink import ALARM_ALIAS, NODE_DEVICE, NODE_METRICS, make_client
 from facility.config.schema import CentralSite, Config
 from facility.domain.model import PointInfo, Quality, Sample, now_ms
 from facility.store import Cycle, Store
@@ -42,7 +44,8 @@ CAMPUS_MIGRATIONS = [
 (online, bdSeq, the edge's chain head)."""
 
 RESEND_AFTER_S = 10.0  # ask again for a range still missing after this long
-ALIAS_NAMES = {alias: name for name, (alias, _) in NODE_METRICS.items()}
+ALIAS_NAMES = {**{alias: name for name, (alias, _) in NODE_METRICS.items()},
+               ALARM_ALIAS: "Alarms/Changed"}
 
 
 def mirror_path(cfg: Config, site: CentralSite) -> str:
@@ -159,8 +162,9 @@ class Central:
                              qos=1, retain=True)
             try:
                 info.wait_for_publish(3)
-            except (RuntimeError, ValueError):
-                pass
+            except (RuntimeError, ValueError) as exc:  # the broker publishes the will instead
+                log.warning("offline STATE before disconnect not sent (%s); the will stands",
+                            exc)
             c.disconnect()
             c.loop_stop()
         for m in self.mirrors.values():
@@ -178,7 +182,7 @@ class Central:
             return  # not a configured site, or a command (ours)
         try:
             payload = sp.Payload.FromString(data)
-        except Exception:
+        except DecodeError:
             log.warning("ignored a malformed payload on %s", topic)
             return
         self.stats["messages"] += 1
@@ -268,14 +272,10 @@ class Central:
         values, historical = {}, False
         for metric in p.metrics:
             name = metric.name or ALIAS_NAMES.get(metric.alias)
-            if metric.alias == 11 or name == "Alarms/Changed":
-                name = "Alarms/Changed"
             values[name] = sp.metric_value(metric)
             historical = historical or metric.is_historical
         if values.get("Records/Signed checkpoint"):
             self._checkpoint(m, values["Records/Signed checkpoint"])
-        if values.get("Records/Command result") is not None and values.get("Records/Cycle") is None:
-            return
         cid = values.get("Records/Cycle")
         if cid is None:
             return
@@ -431,7 +431,7 @@ def relay_action(cfg: Config, site: CentralSite, payload: dict, login: str,
     def on_message(client, userdata, msg):
         try:
             p = sp.Payload.FromString(msg.payload)
-        except Exception:
+        except DecodeError:  # not Sparkplug: not the answer waited for
             return
         for m in p.metrics:
             if m.alias == alias or m.name == "Records/Command result":

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
+from google.protobuf.message import DecodeError
 
 from facility.campus import sparkplug as sp
 from facility.config.schema import BrokerCfg, Config
@@ -46,6 +47,7 @@ NODE_METRICS = {  # name -> (alias, datatype); point aliases start above these
     "Node Control/Action": (12, sp.STRING),
     "Records/Signed checkpoint": (13, sp.STRING),
 }
+NODE_ALIASES = {alias: name for name, (alias, _) in NODE_METRICS.items()}
 POINT_ALIAS_BASE = 1000
 HISTORY_SLOT_S = 0.1  # history is sent in slots this long, then live cycles are looked at again
 RELAYED = ("action", "alarm", "occurrence", "device", "zone", "mode", "reason", "duration_s")
@@ -186,6 +188,7 @@ class Uplink:
         self._actions: list[dict] = []  # operator actions relayed from central
         self._sent_checkpoint: str | None = None
         self._last_info = None  # the last publish, to see when the client's queue drained
+        self._witness_stamp: int | None = None
         self._live_from: int | None = None  # cycles above this are live in this session
         self._live_last = 0
         self._last_sent_cycle = 0
@@ -275,11 +278,11 @@ class Uplink:
             return
         try:
             payload = sp.Payload.FromString(msg.payload)
-        except Exception:  # a malformed command is ignored, never a crash
+        except DecodeError:  # a malformed command is ignored (and logged), never a crash
             log.warning("ignored a malformed command on %s", msg.topic)
             return
         for m in payload.metrics:
-            name = m.name or {a: n for n, (a, _) in NODE_METRICS.items()}.get(m.alias, "")
+            name = m.name or NODE_ALIASES.get(m.alias, "")
             if name == "Node Control/Rebirth" and sp.metric_value(m):
                 self._rebirth.set()
             elif name == "Node Control/Resend":
@@ -297,8 +300,8 @@ class Uplink:
             self._client.loop_stop()
             try:
                 self._client.disconnect()
-            except Exception:
-                pass
+            except OSError as exc:  # the socket is already gone: nothing left to close
+                log.info("disconnect: %s", exc)
             self._client = None
 
     def _publish(self, topic: str, payload, qos: int = 0) -> bool:
@@ -489,8 +492,8 @@ class Uplink:
                                     self._will(self.state.bdseq), qos=1, retain=False)
         try:
             info.wait_for_publish(5)
-        except (RuntimeError, ValueError):
-            pass
+        except (RuntimeError, ValueError) as exc:  # the broker sends the will instead
+            log.warning("NDEATH before disconnect not sent (%s); the broker's will stands", exc)
 
     def _session(self, until: float | None) -> None:
         while not self._host_online.wait(0.2):  # tck-id-operational-behavior-edge-node-birth-sequence-wait
@@ -565,6 +568,15 @@ class Uplink:
     def _send_checkpoint(self) -> bool:
         """A new signed checkpoint since the last one sent: one NDATA carrying it, so central
         can compare its mirror with the head the site signed."""
+        from facility.store.witness import witness_path
+
+        try:  # the file changes once a minute: read it only when it did
+            stamp = os.stat(witness_path(self.cfg)).st_mtime_ns
+        except OSError:
+            return True
+        if stamp == self._witness_stamp:
+            return True
+        self._witness_stamp = stamp
         line = self._checkpoint()
         if not line or line == self._sent_checkpoint:
             return True

@@ -295,7 +295,9 @@ class Store(StoreReaders, StoreRetention):
                 try:
                     got = conn.execute("SELECT point_id, ts_ms, value, quality FROM samples"
                                        " WHERE ts_ms > ? ORDER BY ts_ms, point_id", (lo,)).fetchall()
-                except sqlite3.OperationalError:
+                except sqlite3.OperationalError as exc:
+                    if "no such table" not in str(exc):  # created by a cycle that rolled back
+                        raise StoreError(f"partition {day}: {exc}") from None
                     got = []
                 finally:
                     conn.close()

@@ -231,69 +231,15 @@ class StoreReaders:
             for pid, ts, value, q in rows:
                 yield SampleRow(pid, self._point_name(pid), ts, value, q)
 
-    def iter_sample_chunks(
-        self, from_ms: int, to_ms: int, point_ids: list[int] | None = None, chunk: int = 10_000
-    ) -> Iterator[list[tuple[int, int, float | None, int]]]:
-        """:meth:`iter_samples` without a Python object per row: one list of
-        ``(point_id, ts_ms, value, quality)`` tuples per chunk (one read transaction each)."""
-        wanted = sorted(set(point_ids)) if point_ids is not None else None
-        if wanted == []:
-            return
-        pid_sql = ""
-        if wanted is not None:
-            pid_sql = f" AND point_id IN ({', '.join('?' * len(wanted))})"
-        for day in days_on_disk(self.path):
-            lo, hi = day_bounds(day)
-            if hi <= from_ms or lo >= to_ms:
-                continue
-            conn = open_partition_ro(self.path, day)
-            if conn is None:
-                continue
-            try:
-                last: tuple[int, int] | None = None
-                while True:
-                    if last is None:
-                        sql = "ts_ms >= ?"
-                        args: list[Any] = [max(from_ms, lo)]
-                    else:
-                        sql = "(ts_ms, point_id) > (?, ?)"
-                        args = list(last)
-                    try:
-                        rows = conn.execute(
-                            f"SELECT point_id, ts_ms, value, quality FROM samples WHERE {sql}"
-                            f" AND ts_ms < ?{pid_sql} ORDER BY ts_ms, point_id LIMIT ?",
-                            [*args, min(to_ms, hi), *(wanted or []), chunk],
-                        ).fetchall()
-                    except sqlite3.OperationalError as exc:
-                        if "no such table" in str(exc):
-                            break  # created by a cycle that rolled back
-                        raise StoreError(f"partition {day}: {exc}") from None
-                    if rows:
-                        yield rows
-                    if len(rows) < chunk:
-                        break
-                    last = (rows[-1][1], rows[-1][0])
-            finally:
-                conn.close()
-
-    def iter_sample_arrays(
-        self, from_ms: int, to_ms: int, chunk_rows: int = 1_000_000,
-        point_ids: list[int] | None = None,
-    ) -> Iterator[SampleArrays]:
-        """:meth:`iter_samples` as numpy columns, at most ``chunk_rows`` rows a chunk.
-
-        Memory is bounded by the chunk whatever the range (a backtest of a day reads 50 M
-        rows). Each read of at most 100 000 rows is one short read transaction on one keyset
-        page, its columns coming back as one text each, parsed by numpy (``_read_page``:
-        exact, in key order), not as a Python tuple per row.
-        """
-        step = max(1, min(int(chunk_rows), 100_000))
+    def _sample_pages(self, from_ms: int, to_ms: int, point_ids: list[int] | None,
+                      step: int, read) -> Iterator:
+        """Keyset pages of at most ``step`` samples in ``[from_ms, to_ms)``, ordered by ts
+        then point id, partition by partition; each page is one short read transaction.
+        ``read(conn, sql, args)`` fetches a page as ``(page, rows, last (ts, point) key)``."""
         wanted = sorted(set(point_ids)) if point_ids is not None else None
         if wanted == []:
             return
         pid_sql = f" AND point_id IN ({', '.join('?' * len(wanted))})" if wanted else ""
-        parts: list[SampleArrays] = []
-        held = 0
         for day in days_on_disk(self.path):
             lo, hi = day_bounds(day)
             if hi <= from_ms or lo >= to_ms:
@@ -308,27 +254,56 @@ class StoreReaders:
                         sql, args = "ts_ms >= ?", [max(from_ms, lo)]
                     else:
                         sql, args = "(ts_ms, point_id) > (?, ?)", list(last)
-                    args = [*args, min(to_ms, hi), *(wanted or []), step]
-                    page = (f"SELECT point_id, ts_ms, value, quality FROM samples WHERE {sql}"
-                            f" AND ts_ms < ?{pid_sql} ORDER BY ts_ms, point_id LIMIT ?")
+                    query = (f"SELECT point_id, ts_ms, value, quality FROM samples WHERE {sql}"
+                             f" AND ts_ms < ?{pid_sql} ORDER BY ts_ms, point_id LIMIT ?")
                     try:
-                        got = _read_page(conn, page, args)
+                        page, n, last = read(conn, query, [*args, min(to_ms, hi),
+                                                           *(wanted or []), step])
                     except sqlite3.OperationalError as exc:
                         if "no such table" in str(exc):
                             break  # created by a cycle that rolled back
                         raise StoreError(f"partition {day}: {exc}") from None
-                    n = got.ts_ms.shape[0]
                     if n:
-                        parts.append(got)
-                        held += n
-                        last = (int(got.ts_ms[-1]), int(got.point_id[-1]))
-                    if held >= chunk_rows:
-                        yield _concat_arrays(parts)
-                        parts, held = [], 0
+                        yield page
                     if n < step:
                         break
             finally:
                 conn.close()
+
+    def iter_sample_chunks(
+        self, from_ms: int, to_ms: int, point_ids: list[int] | None = None, chunk: int = 10_000
+    ) -> Iterator[list[tuple[int, int, float | None, int]]]:
+        """:meth:`iter_samples` without a Python object per row: one list of
+        ``(point_id, ts_ms, value, quality)`` tuples per chunk (one read transaction each)."""
+        def read(conn, query, args):
+            rows = conn.execute(query, args).fetchall()
+            return rows, len(rows), (rows[-1][1], rows[-1][0]) if rows else None
+        yield from self._sample_pages(from_ms, to_ms, point_ids, chunk, read)
+
+    def iter_sample_arrays(
+        self, from_ms: int, to_ms: int, chunk_rows: int = 1_000_000,
+        point_ids: list[int] | None = None,
+    ) -> Iterator[SampleArrays]:
+        """:meth:`iter_samples` as numpy columns, at most ``chunk_rows`` rows a chunk.
+
+        Memory is bounded by the chunk whatever the range (a backtest of a day reads 50 M
+        rows). Each read of at most 100 000 rows is one short read transaction on one keyset
+        page, its columns coming back as one text each, parsed by numpy (``_read_page``:
+        exact, in key order), not as a Python tuple per row.
+        """
+        def read(conn, query, args):
+            got = _read_page(conn, query, args)
+            n = got.ts_ms.shape[0]
+            return got, n, (int(got.ts_ms[-1]), int(got.point_id[-1])) if n else None
+        parts: list[SampleArrays] = []
+        held = 0
+        step = max(1, min(int(chunk_rows), 100_000))
+        for got in self._sample_pages(from_ms, to_ms, point_ids, step, read):
+            parts.append(got)
+            held += got.ts_ms.shape[0]
+            if held >= chunk_rows:
+                yield _concat_arrays(parts)
+                parts, held = [], 0
         if parts:
             yield _concat_arrays(parts)
 

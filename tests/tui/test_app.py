@@ -15,7 +15,6 @@ import sqlite3
 import pytest
 from textual.screen import Screen
 
-from facility.config import load_config
 from facility.service.socket import ActionServer
 from tests.fixtures import sample_db
 from tests.fixtures.wait import DEADLINE_S, pilot_until
@@ -27,20 +26,9 @@ from tui.screens.help import HelpScreen
 from tui.widgets.banner import StaleBanner
 from tui.widgets.live_table import LiveTable
 
-CONFIG = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "config.toml")
 T0 = sample_db.T0
 
 
-@pytest.fixture(scope="module")
-def cfg():
-    return load_config(CONFIG)
-
-
-@pytest.fixture
-def db(cfg, tmp_path):
-    path = str(tmp_path / "facility.db")
-    sample_db.build(cfg, path)
-    return path
 
 
 class Clock:

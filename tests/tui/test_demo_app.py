@@ -4,14 +4,12 @@ the TUI is up."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
 
 import pytest
 
 from alarms import outbox
 from alarms.outbox import OUTBOX_MIGRATIONS, OUTBOX_NAMESPACE
-from facility.config import load_config
 from facility.launch import TIMELINE, Announcer
 from facility.store import Store
 from tests.fixtures import sample_db
@@ -20,20 +18,13 @@ from tui.demo import make_demo_app
 from tui.screens.pages import PagesScreen
 from tui.widgets.live_table import LiveTable
 
-CONFIG = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "config.toml")
 T0 = sample_db.T0
 HOSTILE = "MEC-GD-04 arsine high \x1b[2J\x1b]0;owned\x07 gas room [b]evacuate[/b]"
 
 
-@pytest.fixture(scope="module")
-def cfg():
-    return load_config(CONFIG)
-
-
 @pytest.fixture
-def db(cfg, tmp_path):
-    path = str(tmp_path / "facility.db")
-    sample_db.build(cfg, path)
+def db(db):  # the sample database (tests/tui/conftest.py), then more
+    path = db
     with Store(path) as store:
         store.add_migrations(OUTBOX_NAMESPACE, OUTBOX_MIGRATIONS)
     conn = sqlite3.connect(path, isolation_level=None)

@@ -8,11 +8,8 @@ section, never among the process values.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from facility.config import load_config
 from facility.domain.model import Sample
 from facility.store import Cycle, Store
 from tests.fixtures import sample_db
@@ -23,19 +20,12 @@ from tui.screens.base import DataScreen
 from tui.views.common import is_instrument_point
 from tui.widgets.live_table import LiveTable
 
-CONFIG = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "config.toml")
 T0 = sample_db.T0
 
 
-@pytest.fixture(scope="module")
-def cfg():
-    return load_config(CONFIG)
-
-
 @pytest.fixture
-def db(cfg, tmp_path):
-    path = str(tmp_path / "facility.db")
-    sample_db.build(cfg, path)
+def db(db):  # the sample database (tests/tui/conftest.py), then more
+    path = db
     with Store(path) as store:  # newer than the fixture's readings (T0 - 2 s)
         store.write_cycle(Cycle(samples=[
             Sample("MEC-GD-02.conc", T0 - 1000, 0.004),  # arsine-range: never "0.00"

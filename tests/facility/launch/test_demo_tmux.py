@@ -19,6 +19,7 @@ import pytest
 
 from facility.service.socket import current_login
 from facility.store import Store
+from tests.fixtures.wait import wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
@@ -33,12 +34,13 @@ def _screen(session: str) -> str:
 
 
 def _wait_screen(session: str, predicate, timeout_s: float = 90.0) -> str:
-    end = time.monotonic() + timeout_s
-    text = _screen(session)
-    while not predicate(text) and time.monotonic() < end:
-        time.sleep(0.5)
-        text = _screen(session)
-    return text
+    last = [""]
+
+    def shown() -> bool:
+        last[0] = _screen(session)
+        return predicate(last[0])
+    wait_for(shown, timeout_s, step_s=0.5)
+    return last[0]
 
 
 def test_demo_in_tmux(tmp_path):
@@ -91,13 +93,14 @@ ANNOUNCED = ("1/3 door", "2/3 particles", "3/3 gas")
 def _watch(session: str, seen: list[str], predicate, timeout_s: float = 90.0) -> str:
     """Poll the screen until ``predicate``; note in ``seen`` each announcement (ANNOUNCED)
     the first time it shows."""
-    end = time.monotonic() + timeout_s
-    while True:
-        text = _screen(session)
-        seen += [m for m in ANNOUNCED if m in text and m not in seen]
-        if predicate(text) or time.monotonic() > end:
-            return text
-        time.sleep(0.5)
+    last = [""]
+
+    def shown() -> bool:
+        last[0] = text = _screen(session)
+        seen.extend(m for m in ANNOUNCED if m in text and m not in seen)
+        return predicate(text)
+    wait_for(shown, timeout_s, step_s=0.5)
+    return last[0]
 # the alarms of each step: the lithography bay's cascade, counter MEC-PC-01, detector MEC-GD-04
 STORY = {"door": ("MEC-LITHO.", "MEC-DP-01"), "particle": ("MEC-PC-01.pc_",),
          "gas": ("MEC-GD-04:gas",)}
@@ -105,35 +108,35 @@ STORY = {"door": ("MEC-LITHO.", "MEC-DP-01"), "particle": ("MEC-PC-01.pc_",),
 
 def _wait_story_detected(db: Path, timeout_s: float = 90.0) -> dict[str, int]:
     """When the first alarm of each step was detected (UTC ms), from the demo's events."""
-    end = time.monotonic() + timeout_s
-    while True:
+    firsts: dict[str, int] = {}
+
+    def detected() -> bool:
         with Store(str(db), readonly=True) as store:
             raises = [e for e in store.events() if e["event"] == "raise"]
-        firsts = {}
         for step, prefixes in STORY.items():
             times = [e["detected_ms"] or e["ts_ms"] for e in raises
                      if e["alarm_id"].startswith(prefixes)]
             if times:
                 firsts[step] = min(times)
-        if len(firsts) == len(STORY) or time.monotonic() > end:
-            assert len(firsts) == len(STORY), f"story alarms missing: {firsts}"
-            return firsts
-        time.sleep(0.5)
+        return len(firsts) == len(STORY)
+    assert wait_for(detected, timeout_s, step_s=0.5), f"story alarms missing: {firsts}"
+    return firsts
 
 
 def _wait_page(config: Path, alarm: str, timeout_s: float = 90.0) -> dict:
     """The trigger page of ``alarm`` as `facility pages --demo --json` lists it, once sent."""
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        run = subprocess.run([sys.executable, "-m", "facility", "pages", "--demo", "--json",
-                              "--limit", "0", "--config", str(config)],
-                             capture_output=True, text=True, cwd=ROOT)
-        for line in run.stdout.splitlines():
-            obj = json.loads(line)
-            if obj["alarm"] == alarm and obj["event"] == "trigger" and obj["delivery"] == "sent":
-                return obj
-        time.sleep(0.5)
-    raise AssertionError(f"{alarm} was never paged: {run.stdout[-2000:]} {run.stderr}")
+    last: dict = {}
+
+    def paged():
+        run = last["run"] = subprocess.run(
+            [sys.executable, "-m", "facility", "pages", "--demo", "--json", "--limit", "0",
+             "--config", str(config)], capture_output=True, text=True, cwd=ROOT)
+        return next((obj for obj in map(json.loads, run.stdout.splitlines())
+                     if obj["alarm"] == alarm and obj["event"] == "trigger"
+                     and obj["delivery"] == "sent"), None)
+    found = wait_for(paged, timeout_s, step_s=0.5)
+    assert found, f"{alarm} was never paged: {last['run'].stdout[-2000:]} {last['run'].stderr}"
+    return found
 
 
 ALARM_ROW = re.compile(r"^\s*(crit|high|med|low)\w*\s+(UNACK|ACKED|RTNUN)\s")
@@ -173,13 +176,15 @@ def _wait_json_alarm(config: Path, db: Path, alarm: str, timeout_s: float = 90.0
     cfg = config.parent / "demo-reader.toml"
     text = config.read_text().replace('path = "var/facility.db"', f'path = "{db}"')
     cfg.write_text(text)
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        run = subprocess.run([sys.executable, "-m", "facility", "alarms", "--json", "--config",
-                              str(cfg)], capture_output=True, text=True, cwd=ROOT)
-        for line in run.stdout.splitlines():
-            obj = json.loads(line)
-            if obj["id"] == alarm and obj["ack_by"]:
-                return obj
-        time.sleep(0.5)
-    raise AssertionError(f"{alarm} was never acknowledged: {run.stdout[-2000:]} {run.stderr}")
+    last: dict = {}
+
+    def acked():
+        run = last["run"] = subprocess.run(
+            [sys.executable, "-m", "facility", "alarms", "--json", "--config", str(cfg)],
+            capture_output=True, text=True, cwd=ROOT)
+        return next((obj for obj in map(json.loads, run.stdout.splitlines())
+                     if obj["id"] == alarm and obj["ack_by"]), None)
+    found = wait_for(acked, timeout_s, step_s=0.5)
+    assert found, (f"{alarm} was never acknowledged: {last['run'].stdout[-2000:]}"
+                   f" {last['run'].stderr}")
+    return found
