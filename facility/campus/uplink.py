@@ -192,6 +192,7 @@ class Uplink:
         self._live_from: int | None = None  # cycles above this are live in this session
         self._live_last = 0
         self._last_sent_cycle = 0
+        self._birth_head = 0  # the committed head when the last birth sequence began
         self._store: Store | None = None
         self._points: dict[str, dict] = {}
         self._alias: dict[str, int] = {}
@@ -346,6 +347,7 @@ class Uplink:
         self._load_points()
         store = self._open()
         now = now_ms()
+        self._birth_head = self._head()  # cycles committed after this one are live
         with self._lock:
             p = sp.Payload()
             p.timestamp = now
@@ -353,7 +355,7 @@ class Uplink:
             head = store.audit_head() or {"id": 0, "hash": ""}
             for name, value in (("bdSeq", self.state.bdseq), ("Node Control/Rebirth", False),
                                 ("Node Control/Resend", ""),
-                                ("Records/Cycle", self._last_sent_cycle or self._head()),
+                                ("Records/Cycle", self._last_sent_cycle or self._birth_head),
                                 ("Records/Previous cycle", 0), ("Records/Cycle samples", 0),
                                 ("Records/Chain head id", head["id"]),
                                 ("Records/Chain head hash", head["hash"]),
@@ -503,7 +505,8 @@ class Uplink:
         if not self.birth():
             return
         self._sent_checkpoint = self._checkpoint()
-        self._live_from = self._head()
+        self._live_from = self._birth_head  # not the head now: a cycle committed during the
+        # birth sequence is live, not history
         bucket, last = 0.0, time.monotonic()
         rate = self.cfg.uplink.history_rate
         while not self._stop.is_set() and not self._lost.is_set() and (

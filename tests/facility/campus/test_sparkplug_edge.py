@@ -104,7 +104,7 @@ def test_data_sequence_aliases_quality_and_cycles(site, recorder, tmp_path):
         wait_for(recorder, "DBIRTH", 3)
         for i in range(90):  # 4 messages a cycle (3 DDATA + NDATA): past seq 255
             site.cycle(bad=(i == 5))
-        wait_for(recorder, "NDATA", 90)
+        wait_for(recorder, "NDATA", 91)
     finally:
         up.stop()
     seqs = [p.seq for _k, p in recorder.edge_sequence()]
@@ -118,11 +118,17 @@ def test_data_sequence_aliases_quality_and_cycles(site, recorder, tmp_path):
     nulls = [x for _t, p, _q, _r in recorder.of("DDATA") for x in p.metrics if x.is_null]
     assert len(nulls) == 1
     assert sp.properties(nulls[0])["Quality"] == sp.SP_BAD
-    cycles = [sp.metric_value(x) for _t, p, _q, _r in recorder.of("NDATA") for x in p.metrics
-              if x.alias == 4]
-    prevs = [sp.metric_value(x) for _t, p, _q, _r in recorder.of("NDATA") for x in p.metrics
-             if x.alias == 5]
-    assert cycles == sorted(cycles) and prevs[1:] == cycles[:-1]  # a chain central can check
+    chain = []  # (cycle, previous cycle, historical) of every NDATA that closes a cycle
+    for _t, p, _q, _r in recorder.of("NDATA"):
+        by = {x.alias: x for x in p.metrics}
+        if 4 in by:
+            chain.append((sp.metric_value(by[4]), sp.metric_value(by[5]), by[4].is_historical))
+    live = [c for c in chain if not c[2]]
+    # a chain central can check: live cycles in order, each naming the one before it; the
+    # cycle committed before the uplink started is history, sent in a gap of the live flow
+    assert [c for c, _p, _h in live] == list(range(2, 92)), chain
+    assert [pv for _c, pv, _h in live] == list(range(1, 91)), chain
+    assert [(c, h) for c, _p, h in chain if h] == [(1, True)], chain
 
 
 def test_will_is_ndeath_with_bdseq_and_reconnect_increments_it(site, recorder, tmp_path):
