@@ -11,7 +11,7 @@ export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 # workers share two cores well; a module's tests stay on one worker (--dist loadfile).
 TEST_WORKERS ?= 3
 
-.PHONY: demo test test-fast bench lint clean check mutate
+.PHONY: demo demo-campus test test-fast bench lint clean check mutate
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ $(STAMP): pyproject.toml requirements.lock
 
 demo: $(STAMP)
 	$(VENV)/bin/facility demo
+
+# The same plant as a campus over MQTT Sparkplug B (needs mosquitto: apt-get install mosquitto).
+demo-campus: $(STAMP)
+	$(VENV)/bin/facility demo --campus
 
 check: $(STAMP)
 	$(VENV)/bin/facility check-config --summary

@@ -1,7 +1,7 @@
 """Benchmark the campus: N edge nodes x P points at 1 Hz into central, over a real mosquitto.
 
     .venv/bin/python benchmarks/bench_campus.py [--sites 3] [--points 2000] [--seconds 30]
-                                                [--backlog 1000000]
+                                                [--backlog 1000000] [--ceiling 50000]
 
 Each site is a database written cycle by cycle through the real ``Store`` (one cycle of P
 samples a second) with a real ``facility uplink`` process; ``facility central`` runs as its
@@ -13,7 +13,10 @@ own process. Reported, from the same run:
 * bytes per metric on the wire (the uplinks' own count);
 * replay throughput of a backlog of ``--backlog`` samples on site 1 (written before its
   uplink starts, its cursor set to the start of it) while live cycles of every site keep
-  flowing, with the live latency during the replay;
+  flowing, with the live latency during the replay, in three runs: central pacing the
+  replay (``Node Control/History rate``, AIMD) under the ceiling ``--ceiling``, and fixed
+  caps (central does not pace: ``[central] history_control = false``) of ``--ceiling`` and
+  of 10 000 samples/s;
 * the baseline: a bare paho-mqtt publish/subscribe loop carrying the same Sparkplug payload
   bytes (one message per instrument per second), its subscriber's CPU per sample and latency.
 Needs mosquitto (Debian package). The machine is shared: compare ratios, not times.
@@ -89,13 +92,13 @@ def write_cycle(store: Store, points, ts: int, k: int) -> None:
                                      for i, p in enumerate(points)]))
 
 
-def site_toml(folder: str, site: str, port: int) -> str:
+def site_toml(folder: str, site: str, port: int, rate: float) -> str:
     path = os.path.join(folder, f"{site}.toml")
     with open(path, "w") as fh:
         fh.write(f'[facility]\nid = "campus"\n\n[storage]\npath = "{site}.db"\n\n'
                  f'[[sites]]\nid = "{site}"\ntimezone = "Asia/Hong_Kong"\n\n'
                  f'[uplink]\nnode_id = "{site}"\nprimary_host_id = "central"\n'
-                 f'history_rate = 10000.0\nstate_path = "uplink-{site}.state.json"\n\n'
+                 f'history_rate = {rate:.1f}\nstate_path = "uplink-{site}.state.json"\n\n'
                  f'[uplink.broker]\nhost = "127.0.0.1"\nport = {port}\n')
     return path
 
@@ -106,11 +109,13 @@ def set_cursor(folder: str, site: str, origin: int) -> None:
         json.dump({"bdseq": -1, "origin": origin, "sent": []}, fh)
 
 
-def central_toml(folder: str, sites: list[str], port: int) -> str:
+def central_toml(folder: str, sites: list[str], port: int, paced: bool) -> str:
     path = os.path.join(folder, "central.toml")
     with open(path, "w") as fh:
         fh.write(f'[facility]\nid = "campus"\n\n[storage]\npath = "central/central.db"\n\n'
-                 f'[[sites]]\nid = "HQ"\ntimezone = "Asia/Hong_Kong"\n\n[central]\nhost_id = "central"\n\n[central.broker]\nhost = "127.0.0.1"\n'
+                 f'[[sites]]\nid = "HQ"\ntimezone = "Asia/Hong_Kong"\n\n[central]\nhost_id = "central"\n'
+                 f'history_control = {"true" if paced else "false"}\n\n'
+                 f'[central.broker]\nhost = "127.0.0.1"\n'
                  f'port = {port}\n\n')
         for s in sites:
             fh.write(f'[[central.sites]]\nid = "{s}"\nnode_id = "{s}"\n\n')
@@ -201,15 +206,23 @@ def baseline(port: int, points: int, seconds: float) -> dict:
             "metrics": k * points}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sites", type=int, default=3)
-    ap.add_argument("--points", type=int, default=2000)
-    ap.add_argument("--seconds", type=float, default=30.0)
-    ap.add_argument("--backlog", type=int, default=1_000_000)
-    a = ap.parse_args()
-    if not (shutil.which("mosquitto") or os.path.exists("/usr/sbin/mosquitto")):
-        raise SystemExit("mosquitto is not installed (apt-get install mosquitto)")
+def latencies_between(folder: str, site: str, edge_db: str, lo_ms: int, hi_ms: int) -> list[int]:
+    """Live latencies of the cycles committed at the edge in ``[lo_ms, hi_ms)``."""
+    mirror = os.path.join(folder, "central", "mirror", f"{site}.db")
+    if not os.path.exists(mirror):
+        return []
+    with sqlite3.connect(f"file:{mirror}?mode=ro", uri=True) as m:
+        got = dict(m.execute("SELECT edge_cycle, received_ms FROM campus_cycles WHERE"
+                             " historical = 0").fetchall())
+    with sqlite3.connect(f"file:{edge_db}?mode=ro", uri=True) as e:
+        sent = dict(e.execute("SELECT id, ts_ms FROM audit WHERE action = 'cycle_digest' AND"
+                              " ts_ms >= ? AND ts_ms < ?", (lo_ms, hi_ms)).fetchall())
+    return [got[c] - sent[c] for c in sent if c in got]
+
+
+def campus_run(a, rate: float, paced: bool) -> dict:
+    """One campus: sites with their uplinks (site 1 with its backlog), central, the live
+    cycles for ``--seconds`` and until the backlog is mirrored (at most 300 s more)."""
     folder = tempfile.mkdtemp(prefix="bench-campus-")
     broker, port = start_broker(folder)
     sites = [f"S{i + 1}" for i in range(a.sites)]
@@ -218,7 +231,7 @@ def main() -> None:
         t0 = now_ms() - 10 * 86_400_000
         backlog_cycles = a.backlog // a.points if a.backlog else 0
         for s in sites:
-            cfgs[s] = site_toml(folder, s, port)
+            cfgs[s] = site_toml(folder, s, port, rate)
             stores[s] = Store(os.path.join(folder, f"{s}.db"))
             pts[s] = site_points(a.points, s)
             stores[s].register_points(pts[s])
@@ -230,7 +243,7 @@ def main() -> None:
         set_cursor(folder, sites[0], b0)
         for s in sites[1:]:  # only site 1 replays: the others start at their head
             set_cursor(folder, s, stores[s].cycle_head())
-        central = proc("central", "--config", central_toml(folder, sites, port))
+        central = proc("central", "--config", central_toml(folder, sites, port, paced))
         time.sleep(2.0)  # central's STATE first: the uplinks wait for it anyway
         ups = [proc("uplink", "--config", cfgs[s]) for s in sites]
         start = now_ms()
@@ -258,6 +271,8 @@ def main() -> None:
         c_out = central.communicate(timeout=60)[0]
         live = [x for s in sites for x in latencies(folder, s, os.path.join(folder, f"{s}.db"),
                                                     start)]
+        during = [x for s in sites for x in latencies_between(
+            folder, s, os.path.join(folder, f"{s}.db"), start, replay_done_at or now_ms())]
         total = sum(mirrored(folder, s) for s in sites)
         up_bytes = up_samples = 0
         for o in outs:
@@ -268,14 +283,43 @@ def main() -> None:
                     up_bytes += int(parts[parts.index("bytes") - 1])
         if not total:
             print("nothing mirrored; the processes said:\n" + "\n".join(outs) + c_out)
-        base = baseline(port, a.points, min(a.seconds, 20.0))
+        base = baseline(port, a.points, min(a.seconds, 20.0)) if a.with_baseline else None
     finally:
         for st in stores.values():
             st.close()
         broker.terminate()
         broker.wait(10)
+        shutil.rmtree(folder, ignore_errors=True)
+    dur = ((replay_done_at or now_ms()) - start) / 1000
+    return {"c_cpu": c_cpu, "wall": wall, "live": live, "during": during, "total": total,
+            "up_bytes": up_bytes, "up_samples": up_samples, "base": base, "dur": dur,
+            "done": replay_done_at is not None, "sites": sites}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sites", type=int, default=3)
+    ap.add_argument("--points", type=int, default=2000)
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--backlog", type=int, default=1_000_000)
+    ap.add_argument("--ceiling", type=float, default=50_000.0,
+                    help="[uplink] history_rate of the paced run and of one fixed-cap run")
+    a = ap.parse_args()
+    if not (shutil.which("mosquitto") or os.path.exists("/usr/sbin/mosquitto")):
+        raise SystemExit("mosquitto is not installed (apt-get install mosquitto)")
+    runs = [("paced", a.ceiling, True)]
+    if a.backlog:
+        runs += [("fixed", a.ceiling, False), ("fixed", 10_000.0, False)]
+    results = []
+    for i, (kind, rate, paced) in enumerate(runs):
+        a.with_baseline = i == 0
+        results.append((kind, rate, campus_run(a, rate, paced)))
+    r = results[0][2]
+    base, wall, total = r["base"], r["wall"], r["total"]
+    live, c_cpu = r["live"], r["c_cpu"]
     print(f"{a.sites} edge nodes x {a.points} points at 1 Hz, {wall:.0f} s; backlog"
-          f" {a.backlog:,} samples on {sites[0]}")
+          f" {a.backlog:,} samples on {r['sites'][0]}; replay paced by central, ceiling"
+          f" {a.ceiling:,.0f} samples/s")
     print(f"{'':<34}{'central':>14}{'bare pub/sub':>14}")
     print(f"{'CPU us per sample':<34}{c_cpu / max(1, total) * 1e6:>14.1f}"
           f"{base['cpu_s'] / max(1, base['samples']) * 1e6:>14.1f}")
@@ -283,13 +327,24 @@ def main() -> None:
           f"{base['cpu_s'] / 20.0 * 100:>14.1f}")
     print(f"{'latency p50 / p99 (ms)':<34}{pct(live, .5):>7.0f} /{pct(live, .99):>5.0f}"
           f"{pct(base['lat'], .5):>7.0f} /{pct(base['lat'], .99):>5.0f}")
-    print(f"{'bytes per metric on the wire':<34}{up_bytes / max(1, up_samples):>14.1f}"
+    print(f"{'bytes per metric on the wire':<34}{r['up_bytes'] / max(1, r['up_samples']):>14.1f}"
           f"{base['bytes'] / max(1, base['metrics']):>14.1f}")
     if a.backlog:
-        dur = ((replay_done_at or now_ms()) - start) / 1000
-        print(f"replay of {a.backlog:,} samples: {a.backlog / dur:,.0f} samples/s"
-              f" ({'done' if replay_done_at else 'NOT done'} in {dur:.0f} s) while live"
-              f" latency p50 {pct(live, .5):.0f} ms, p99 {pct(live, .99):.0f} ms")
+        print(f"replay of {a.backlog:,} samples while every site stays live"
+              f" (bare pub/sub latency p50 {pct(base['lat'], .5):.0f} ms,"
+              f" p99 {pct(base['lat'], .99):.0f} ms):")
+        print(f"{'':<28}{'samples/s':>11}{'done in':>9}{'live p50':>10}{'p99':>7}{'max':>7}"
+              f"{'> 1 s':>7}")
+        for kind, rate, x in results:
+            d = x["during"]
+            late = sum(1 for v in d if v > 1000)
+            label = f"{'paced, ceiling' if kind == 'paced' else 'unpaced, cap'} {rate:,.0f}"
+            print(f"{label:<28}{a.backlog / x['dur']:>11,.0f}"
+                  f"{x['dur']:>7.0f} s{'' if x['done'] else '!'}{pct(d, .5):>8.0f} ms"
+                  f"{pct(d, .99):>7.0f}{max(d, default=float('nan')):>7.0f}"
+                  f"{late:>4}/{len(d)}")
+        print("(live latency: edge commit to central commit of the live cycles committed"
+              " during the replay, every site; '!': the backlog was not all mirrored)")
     print(f"mirrored {total:,} samples in all; central p50 latency"
           f" {statistics.median(live) if live else float('nan'):.0f} ms")
 

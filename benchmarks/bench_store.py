@@ -7,17 +7,22 @@ partition size. Baselines measured in the same run: the same rows through raw
 ``executemany`` into a plain rowid table (append only, no key), and into a table keyed
 ``(point_id, ts_ms)`` (the layout docs/ARCHITECTURE.md measured as costly).
 
-The headline ratio (target: ``write_cycle`` >= 0.3 x raw ``executemany``): the same cycles
-go, interleaved cycle by cycle (alternating which goes first, so drift of a shared machine
-falls on both alike), through ``Store.write_cycle`` (partitions, latest, aggregates, the
-cycle digest) and through raw ``executemany`` of the same rows into a plain table, one
-transaction each; the ratio is raw time / write_cycle time (1.0 would be free).
+The headline ratio (target: ``write_cycle`` >= 0.3 x raw ``executemany``, goal 0.5): the
+same cycles go, interleaved cycle by cycle (rotating which goes first, so drift of a shared
+machine falls on all alike), through ``Store.write_cycle`` (partitions, latest, aggregates,
+the cycle digest), through raw ``executemany`` of the same rows into a plain table, and
+through multi-row ``INSERT ... VALUES`` of the same rows into a plain table (the store's own
+way of writing samples, ``facility.store.database.insert_rows``: the stricter baseline,
+printed beside the headline), one transaction each; a ratio is raw time / write_cycle time
+(1.0 would be free).
 
-Why the store writes samples with raw ``executemany`` and small tables with sqlite-utils:
-the same cycles' sample rows go, interleaved cycle by cycle, into two partitions of the
-store's own layout, one through ``executemany`` and one through sqlite-utils'
-``insert_all``; and a one-row ``service_state`` upsert (the heartbeat every cycle writes)
-goes both ways too. Both ratios are printed.
+Why the store writes samples with multi-row inserts and small tables with sqlite-utils: the
+same cycles' sample rows go, interleaved cycle by cycle, into three partitions of the
+store's own layout, through ``executemany``, through ``insert_rows`` and through
+sqlite-utils' ``insert_all``; and a one-row ``service_state`` upsert (the heartbeat every
+cycle writes) goes through raw SQL and ``upsert_all``. Why ``latest`` is an upsert from a
+SELECT of the cycle's partition rows: the same statement as ``UPDATE ... FROM`` those rows,
+both timed on the same store (each rolled back). All ratios are printed.
 
     .venv/bin/python benchmarks/bench_store.py --minutes 2
 """
@@ -37,6 +42,7 @@ import sqlite_utils
 
 from facility.domain.model import PointInfo, Quality, Sample
 from facility.store import Cycle, Store
+from facility.store.database import insert_rows, latest_upsert_sql
 from facility.store.partitions import day_of, partition_path
 from facility.store.schema import PARTITION_DDL, split_statements
 
@@ -140,6 +146,7 @@ def bench_sample_paths(folder: str, n_points: int, seconds: int) -> dict[str, li
     ``insert_all`` gets dicts, the form the rest of the code would hand it.
     """
     raw = _partition(os.path.join(folder, "raw.db"))
+    multi = _partition(os.path.join(folder, "multi.db"))
     su_conn = _partition(os.path.join(folder, "su.db"))
     su = sqlite_utils.Database(su_conn)
     cols = ("point_id", "ts_ms", "value", "quality")
@@ -149,25 +156,32 @@ def bench_sample_paths(folder: str, n_points: int, seconds: int) -> dict[str, li
         raw.executemany("INSERT INTO samples VALUES (?, ?, ?, ?)", rows)
         raw.execute("COMMIT")
 
+    def write_multi(rows):
+        multi.execute("BEGIN IMMEDIATE")
+        insert_rows(multi, "INSERT INTO samples VALUES", 4, rows)
+        multi.execute("COMMIT")
+
     def write_su(rows):
         su_conn.execute("BEGIN IMMEDIATE")
         su["samples"].insert_all(dict(zip(cols, r)) for r in rows)
         su_conn.execute("COMMIT")
 
-    times: dict[str, list[float]] = {"executemany": [], "insert_all": []}
+    times: dict[str, list[float]] = {"executemany": [], "insert_rows": [], "insert_all": []}
     for sec in range(seconds):
         rows = cycle_rows(n_points, sec)
-        order = (("executemany", write_raw), ("insert_all", write_su))
-        for name, fn in order if sec % 2 == 0 else order[::-1]:
+        order = (("executemany", write_raw), ("insert_rows", write_multi),
+                 ("insert_all", write_su))
+        k = sec % len(order)
+        for name, fn in order[k:] + order[:k]:
             t = time.perf_counter()
             fn(rows)
             times[name].append(time.perf_counter() - t)
-    same = (raw.execute("SELECT count(*), total(value) FROM samples").fetchone()
-            == su_conn.execute("SELECT count(*), total(value) FROM samples").fetchone())
-    if not same:
+    stored = {c.execute("SELECT count(*), total(value) FROM samples").fetchone()
+              for c in (raw, multi, su_conn)}
+    if len(stored) != 1:
         raise SystemExit("sample paths stored different rows: the comparison is void")
-    raw.close()
-    su_conn.close()
+    for c in (raw, multi, su_conn):
+        c.close()
     return times
 
 
@@ -177,29 +191,84 @@ def bench_interleaved(folder: str, n_points: int, seconds: int) -> dict[str, lis
     names = [f"DEV-{(i - 1) // 20:03d}.p{i:04d}" for i in range(1, n_points + 1)]
     store.register_points([PointInfo(n, n.split(".")[0], "MEC", "Z1", "temperature", "C", 1,
                                      gmp=(i % 2 == 0)) for i, n in enumerate(names)])
-    raw = sqlite3.connect(os.path.join(folder, "inter_raw.db"), isolation_level=None)
-    raw.execute("PRAGMA journal_mode=WAL")
-    raw.execute("PRAGMA synchronous=NORMAL")
-    raw.execute("CREATE TABLE samples (point_id INTEGER, ts_ms INTEGER, value REAL,"
-                " quality INTEGER)")
+    plain = []
+    for name in ("inter_raw.db", "inter_multi.db"):
+        conn = sqlite3.connect(os.path.join(folder, name), isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("CREATE TABLE samples (point_id INTEGER, ts_ms INTEGER, value REAL,"
+                     " quality INTEGER)")
+        plain.append(conn)
+    raw, multi = plain
 
     def write_raw(rows):
         raw.execute("BEGIN IMMEDIATE")
         raw.executemany("INSERT INTO samples VALUES (?, ?, ?, ?)", rows)
         raw.execute("COMMIT")
 
-    times: dict[str, list[float]] = {"write_cycle": [], "executemany": []}
+    def write_multi(rows):
+        multi.execute("BEGIN IMMEDIATE")
+        insert_rows(multi, "INSERT INTO samples VALUES", 4, rows)
+        multi.execute("COMMIT")
+
+    times: dict[str, list[float]] = {"write_cycle": [], "executemany": [], "multi-row": []}
     for sec in range(seconds):
         rows = cycle_rows(n_points, sec)
         samples = [Sample(names[pid - 1], ts, v, Quality(q)) for pid, ts, v, q in rows]
         order = (("write_cycle", lambda: store.write_cycle(Cycle(samples=samples))),
-                 ("executemany", lambda: write_raw(rows)))
-        for name, fn in order if sec % 2 == 0 else order[::-1]:
+                 ("executemany", lambda: write_raw(rows)),
+                 ("multi-row", lambda: write_multi(rows)))
+        k = sec % len(order)
+        for name, fn in order[k:] + order[:k]:
             t = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t)
     store.close()
     raw.close()
+    multi.close()
+    return times
+
+
+LATEST_UPDATE_FROM = (
+    "UPDATE latest SET ts_ms = s.ts_ms, value = s.value, quality = s.quality,"
+    " updated_ms = ?, good_ts_ms = CASE WHEN s.quality = 0 AND s.value IS NOT NULL"
+    " THEN s.ts_ms ELSE good_ts_ms END, good_value = CASE WHEN s.quality = 0 AND s.value"
+    " IS NOT NULL THEN s.value ELSE good_value END FROM (SELECT point_id, ts_ms, value,"
+    " quality FROM {s}.samples WHERE ts_ms > ?) AS s WHERE latest.point_id = s.point_id")
+"""``latest`` from a cycle's partition rows as ``UPDATE ... FROM`` (the form it replaced)."""
+
+
+def bench_latest(folder: str, n_points: int, seconds: int) -> dict[str, list[float]]:
+    """``latest`` from the cycle's partition rows: the store's upsert from a SELECT
+    (``facility.store.database.latest_upsert_sql``) against ``UPDATE ... FROM`` the same rows, alternating, each
+    in a transaction rolled back after the cycle is written; the two must leave the same
+    ``latest`` rows."""
+    store = Store(os.path.join(folder, "latest.db"))
+    names = [f"DEV-{(i - 1) // 20:03d}.p{i:04d}" for i in range(1, n_points + 1)]
+    store.register_points([PointInfo(n, n.split(".")[0], "MEC", "Z1", "temperature", "C", 1)
+                           for n in names])
+    conn = store.conn
+    schema = f"p_{day_of(T0).replace('-', '')}"
+    times: dict[str, list[float]] = {"upsert from SELECT": [], "UPDATE ... FROM": []}
+    for sec in range(seconds):
+        rows = cycle_rows(n_points, sec)
+        store.write_cycle(Cycle(samples=[Sample(names[pid - 1], ts, v, Quality(q))
+                                         for pid, ts, v, q in rows]))
+        lo, now = rows[0][1] - 1, rows[0][1] + 5
+        upsert = latest_upsert_sql(schema)
+        got = []
+        order = (("upsert from SELECT", upsert), ("UPDATE ... FROM",
+                                                   LATEST_UPDATE_FROM.format(s=schema)))
+        for name, sql in order if sec % 2 == 0 else order[::-1]:
+            conn.execute("BEGIN IMMEDIATE")
+            t = time.perf_counter()
+            conn.execute(sql, (now, lo))
+            times[name].append(time.perf_counter() - t)
+            got.append(conn.execute("SELECT * FROM latest ORDER BY point_id").fetchall())
+            conn.execute("ROLLBACK")
+        if got[0] != got[1]:
+            raise SystemExit("the two latest statements left different rows: the comparison is void")
+    store.close()
     return times
 
 
@@ -243,6 +312,7 @@ def main() -> None:
         }
         paths = bench_sample_paths(folder, n, seconds)
         inter = bench_interleaved(folder, n, seconds)
+        latest = bench_latest(folder, n, min(seconds, 120))
         state = bench_state_upsert(folder, seconds)
     samples = n * seconds
     base = results["raw executemany, plain table"]
@@ -267,15 +337,23 @@ def main() -> None:
     a, b = paths["insert_all"], paths["executemany"]
     print(f"  ratio sqlite-utils insert_all / raw executemany: p50 x{statistics.median(a) / statistics.median(b):.2f},"
           f" p99 x{pct(a, 99) / pct(b, 99):.2f}")
-    a, b = inter["write_cycle"], inter["executemany"]
-    print(f"\nwrite_cycle vs raw executemany of the same rows, interleaved ({n} samples a cycle):")
-    print(f"  write_cycle  p50 {statistics.median(a) * 1e3:7.2f} ms   mean {statistics.mean(a) * 1e3:7.2f} ms"
-          f"   p99 {pct(a, 99) * 1e3:7.2f} ms")
-    print(f"  executemany  p50 {statistics.median(b) * 1e3:7.2f} ms   mean {statistics.mean(b) * 1e3:7.2f} ms"
-          f"   p99 {pct(b, 99) * 1e3:7.2f} ms")
-    print(f"  ratio raw / write_cycle: p50 {statistics.median(b) / statistics.median(a):.2f},"
+    a = paths["insert_rows"]
+    print(f"  ratio raw executemany / insert_rows (the store's): p50 x{statistics.median(b) / statistics.median(a):.2f},"
+          f" p99 x{pct(b, 99) / pct(a, 99):.2f}")
+    a, b = latest["upsert from SELECT"], latest["UPDATE ... FROM"]
+    print(f"latest from the cycle's partition rows ({n} points, same rows left): upsert from SELECT"
+          f" p50 {statistics.median(a) * 1e3:.2f} ms, UPDATE ... FROM {statistics.median(b) * 1e3:.2f} ms"
+          f" (x{statistics.median(b) / statistics.median(a):.2f})")
+    a, b, c = inter["write_cycle"], inter["executemany"], inter["multi-row"]
+    print(f"\nwrite_cycle vs raw inserts of the same rows into a plain table, interleaved ({n} samples a cycle):")
+    for name, ts in inter.items():
+        print(f"  {name:12} p50 {statistics.median(ts) * 1e3:7.2f} ms   mean {statistics.mean(ts) * 1e3:7.2f} ms"
+              f"   p99 {pct(ts, 99) * 1e3:7.2f} ms")
+    print(f"  ratio raw executemany / write_cycle: p50 {statistics.median(b) / statistics.median(a):.2f},"
           f" mean {statistics.mean(b) / statistics.mean(a):.2f} (target >= 0.3, goal 0.5;"
           f" samples, latest, aggregates and the digest included)")
+    print(f"  ratio raw multi-row insert / write_cycle (stricter): p50 {statistics.median(c) / statistics.median(a):.2f},"
+          f" mean {statistics.mean(c) / statistics.mean(a):.2f}")
     a, b = state["upsert_all"], state["executemany"]
     print(f"one-row service_state upsert per cycle: raw {statistics.median(b) * 1e6:.0f} us,"
           f" sqlite-utils upsert_all {statistics.median(a) * 1e6:.0f} us (p50,"

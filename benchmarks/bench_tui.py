@@ -8,7 +8,10 @@ this process, first an idle Textual app (a Static and a Footer) runs headless fo
 same time as the baseline, then the TUI (``make_app``, refresh 1 s, 120x40) cycles through
 overview, devices and a zone's detail. Process CPU time (all threads: the UI loop and the
 refresh worker) is reported as a percentage of one core. Target: at most 5 % of a core while browsing
-2 000 points.
+2 000 points. Each screen's window starts with the switch to it (composing the screen and
+building its tables counts). Per screen it also reports the table cells rendered per refresh,
+from the tables' own counter (``LiveTable.rendered``): only cells whose text changed, and only
+those in view, are drawn again (docs/ARCHITECTURE.md "The technician's terminal").
 """
 
 from __future__ import annotations
@@ -86,23 +89,32 @@ async def run_idle(seconds: float) -> tuple[float, float]:
 
 async def run_tui(cfg, path: str, seconds: float) -> tuple[float, float, int, dict]:
     from tui.app import make_app
+    from tui.widgets.live_table import LiveTable
 
     app = make_app(cfg, path, refresh_s=1.0, login="bench")
+
+    def cells_rendered(start: dict[int, int] | None = None) -> tuple[dict[int, int], int]:
+        """Cells the screen in view has rendered: per table now, and in all since ``start``."""
+        now = {id(t): sum(t.rendered.values()) for t in app.screen.query(LiveTable)}
+        return now, sum(n - (start or {}).get(k, 0) for k, n in now.items())
+
     async with app.run_test(size=(120, 40)) as pilot:
         while not app.snapshots_seen:
             await pilot.pause(0.05)
         c0, w0, n0 = time.process_time(), time.perf_counter(), app.snapshots_seen
         third = seconds / 3
-        per_screen: dict[str, tuple[float, int]] = {}
+        per_screen: dict[str, tuple[float, int, int]] = {}
         for name, go in (("overview", None), ("devices", lambda: pilot.press("4")),
                          ("zone detail", lambda: app.open_zone(cfg.zones[0].id))):
+            start = cells_rendered()[0] if go is None else {}  # a new screen's tables start at 0
             if go is not None:
                 result = go()
                 if asyncio.iscoroutine(result):
                     await result
             c, n = time.process_time(), app.snapshots_seen
             await asyncio.sleep(third)
-            per_screen[name] = (time.process_time() - c, app.snapshots_seen - n)
+            per_screen[name] = (time.process_time() - c, app.snapshots_seen - n,
+                                cells_rendered(start)[1])
         return (time.process_time() - c0, time.perf_counter() - w0, app.snapshots_seen - n0,
                 per_screen)
 
@@ -141,9 +153,10 @@ def main() -> None:
     print(f"TUI (overview, devices, zone detail): {tui_cpu:.2f} s CPU in {tui_wall:.1f} s"
           f" = {tui_pct:.1f} % of one core; {refreshes} refreshes"
           f" ({1000 * tui_cpu / max(1, refreshes):.1f} ms CPU per refresh)")
-    for name, (cpu, n) in per_screen.items():
+    for name, (cpu, n, cells) in per_screen.items():
         print(f"  {name}: {100 * cpu / (args.seconds / 3):.1f} % of one core,"
-              f" {1000 * cpu / max(1, n):.1f} ms CPU per refresh ({n} refreshes)")
+              f" {1000 * cpu / max(1, n):.1f} ms CPU per refresh ({n} refreshes),"
+              f" {cells / max(1, n):.0f} table cells rendered per refresh")
     ratio = f"{tui_pct / idle_pct:.1f}x" if idle_pct >= 0.1 else "n/a (idle app under 0.1 %)"
     print(f"TUI minus idle: {tui_pct - idle_pct:.1f} % of one core; ratio TUI/idle: {ratio}")
     verdict = "OK" if tui_pct <= TARGET_PCT else "OVER"

@@ -29,6 +29,7 @@ from tui.limits import LimitIndex, compile_limits
 from tui.screens.action_modal import ActionModal, ActionOutcome
 from tui.screens.alarms import AlarmsScreen
 from tui.screens.base import DataScreen
+from tui.screens.campus import CampusMode
 from tui.screens.devices import DevicesScreen
 from tui.screens.hazmat import HazmatScreen
 from tui.screens.help import HelpScreen
@@ -73,7 +74,10 @@ class FacilityApp(App):
         Binding("e", "zone_history", "History", show=False),
     ]
 
-    snapshot: reactive[Snapshot | None] = reactive(None, init=False, always_update=True)
+    snapshot: reactive[Snapshot | None] = reactive(None, init=False, always_update=True,
+                                                   repaint=False)
+    """The latest snapshot; ``repaint=False``: the screen in view redraws only what changed
+    (``DataScreen.show``), not every widget each second."""
 
     def __init__(self, cfg: Config, db_path: str, *, refresh_s: float = 1.0,
                  login: str | None = None, clock: Callable[[], int] | None = None,
@@ -313,15 +317,22 @@ class FacilityApp(App):
         self.refresh_data()
 
 
+class CampusApp(CampusMode, FacilityApp):
+    """The TUI over central's mirrors (a config with ``[[central.sites]]``): the campus
+    overview first, each site's screens read from its mirror (tui/screens/campus.py)."""
+
+
 def make_app(cfg: Config, db_path: str, *, refresh_s: float = 1.0, login: str | None = None,
              clock: Callable[[], int] | None = None,
              on_quit: Callable[[], None] | None = None,
              stop_service: Callable[[], None] | None = None) -> FacilityApp:
     """The TUI over ``db_path`` (opened read-only); ``clock`` returns UTC ms (tests fix it);
     ``stop_service``: the service runs in this process (``facility run``), so quitting asks
-    and then calls it."""
-    return FacilityApp(cfg, db_path, refresh_s=refresh_s, login=login, clock=clock,
-                       on_quit=on_quit, stop_service=stop_service)
+    and then calls it. A central configuration (``[[central.sites]]``) gets the campus
+    overview over its mirrors; ``db_path`` (central's own) need not exist then."""
+    cls = CampusApp if cfg.central.sites else FacilityApp
+    return cls(cfg, db_path, refresh_s=refresh_s, login=login, clock=clock,
+               on_quit=on_quit, stop_service=stop_service)
 
 
 def run_tui(cfg: Config, db_path: str, *, on_quit: Callable[[], None] | None = None) -> None:

@@ -83,8 +83,8 @@ class ReadRequest:
     zone_history: str | None = None  # the zone whose alarm history is on screen
 
 
-class DbReader:
-    """Incremental, read-only reader used from one worker thread at a time.
+class LockedReader:
+    """A read-only store connection kept open between refreshes.
 
     ``close`` comes from the UI thread (on unmount) while a worker may still be reading:
     closing a SQLite connection under a running statement crashes the process, so reads and
@@ -95,6 +95,25 @@ class DbReader:
         self.db_path = db_path
         self._lock = threading.Lock()
         self.store: Store | None = None
+
+    def close(self) -> None:
+        """Close the read-only connection (waits for a read in progress)."""
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        if self.store is not None:
+            try:
+                self.store.close()
+            finally:
+                self.store = None
+
+
+class DbReader(LockedReader):
+    """Incremental, read-only reader used from one worker thread at a time."""
+
+    def __init__(self, db_path: str):
+        super().__init__(db_path)
         self._points_sig: tuple | None = None
         self._points: dict[str, dict] = {}
         self._names: dict[int, str] = {}
@@ -109,18 +128,6 @@ class DbReader:
         self._point_trend: list[dict] = []
         self._point_trend_key: tuple | None = None
         self._point_trend_at: int = 0
-
-    def close(self) -> None:
-        """Close the read-only connection (waits for a read in progress)."""
-        with self._lock:
-            self._close()
-
-    def _close(self) -> None:
-        if self.store is not None:
-            try:
-                self.store.close()
-            finally:
-                self.store = None
 
     def _open(self) -> Store:
         if self.store is None:

@@ -5,7 +5,10 @@ node, and keeps one mirror database per site, written through the same ``Store``
 own, so the store's read API (and the commands built on it) work on a mirror. It checks each
 edge's cycle chain (``Records/Previous cycle``) and sample counts, and asks the edge to resend
 what it missed (``Node Control/Resend``); it asks for a rebirth when it sees data from a node
-whose birth it did not see. docs/ARCHITECTURE.md "Campus (Sparkplug B)".
+whose birth it did not see. It mirrors each cycle's event rows once (``campus_events`` maps the
+edge's event ids to the mirror's), and paces each edge's replay of a backlog with the
+``Node Control/History rate`` command: AIMD on the lag of the edge's live cycles and of its
+own inbox (:class:`Pace`). docs/ARCHITECTURE.md "Campus (Sparkplug B)".
 """
 
 from __future__ import annotations
@@ -16,15 +19,19 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from google.protobuf.message import DecodeError
 
 from facility.campus import sparkplug as sp
 from facility.campus.uplink import ALARM_ALIAS, NODE_DEVICE, NODE_METRICS, make_client
+from facility.campus.watch import NodeWatch
+from facility.config.paths import mirror_path  # also importable from here
 from facility.config.schema import CentralSite, Config
 from facility.domain.model import PointInfo, Quality, Sample, now_ms
 from facility.store import Cycle, Store
+from facility.store.rows import EVENT_COLUMNS
 
 log = logging.getLogger("facility.central")
 
@@ -39,20 +46,25 @@ CAMPUS_MIGRATIONS = [
         key TEXT PRIMARY KEY, value TEXT, updated_ms INTEGER NOT NULL
     );
     """,
+    """
+    CREATE TABLE campus_events (
+        edge_event INTEGER PRIMARY KEY, event_id INTEGER NOT NULL, edge_cycle INTEGER NOT NULL
+    );
+    """,
 ]
-"""The mirror's own bookkeeping: which edge cycles arrived, and the node's last known state
-(online, bdSeq, the edge's chain head)."""
+"""The mirror's own bookkeeping: which edge cycles arrived, the node's last known state
+(online, bdSeq, the edge's chain head), and which edge event rows it holds (under which of
+its own event ids), so a resent cycle adds no event twice."""
 
 RESEND_AFTER_S = 10.0  # ask again for a range still missing after this long
+PACE_PERIOD_S = 0.5  # how often each edge's replay rate is reconsidered
+PACE_WINDOW_S = 5.0  # live lags of this long ago and newer make the p95
+PACE_HOLD_S = 1.0  # after a cut, lags must come from the new rate before the next one
+PACE_STEP_S = 20.0  # additive increase: from the floor to the ceiling in this long at least
+PACE_START = 0.1  # a session's replay starts at this fraction of the edge's ceiling
+PACE_REFRESH_S = 5.0  # the rate is sent again this often (commands are QoS 0)
 ALIAS_NAMES = {**{alias: name for name, (alias, _) in NODE_METRICS.items()},
                ALARM_ALIAS: "Alarms/Changed"}
-
-
-def mirror_path(cfg: Config, site: CentralSite) -> str:
-    """Where a site's mirror database lives."""
-    if site.path:
-        return os.path.normpath(os.path.join(cfg.base_dir, site.path))
-    return os.path.join(os.path.dirname(cfg.db_path), "mirror", f"{site.id}.db")
 
 
 @dataclass
@@ -76,6 +88,7 @@ class Mirror:
     last_seq: int | None = None
     heads: dict[int, str] = field(default_factory=dict)  # edge chain head id -> hash seen
     trust: dict = field(default_factory=dict)  # the last signed-checkpoint comparison
+    pace: "Pace | None" = None  # this session's replay pacing (None: the edge is not paced)
 
     def open(self) -> Store:
         if self.store is None:
@@ -86,6 +99,51 @@ class Mirror:
                 "SELECT edge_cycle FROM campus_cycles")}
             self.origin = min(self.received) if self.received else None
         return self.store
+
+
+@dataclass
+class Pace:
+    """How fast one edge may replay its backlog (``Node Control/History rate``), by AIMD.
+
+    Central's lag is the p95, over the last :data:`PACE_WINDOW_S`, of the edge's live cycles
+    from their publish at the edge to their commit in the mirror, less the least such lag
+    seen (so an offset between the edge's clock and central's does not count), and how long
+    the message central takes from its inbox waited there. While both stay under ``[central]
+    live_lag_ms`` and the edge replays at half the allowed rate or more, the rate grows by
+    ceiling / :data:`PACE_STEP_S` per second; above it, it halves (once per
+    :data:`PACE_HOLD_S`, and only lags measured after a cut count towards the next). Always
+    within ``[central] history_floor`` and the edge's ceiling (its ``history_rate``, which
+    its birth certificate declares)."""
+
+    ceiling: float
+    floor: float
+    rate: float
+    lags: deque = field(default_factory=lambda: deque(maxlen=10_000))  # (monotonic, ms)
+    history: deque = field(default_factory=lambda: deque(maxlen=100_000))  # (monotonic, n)
+    cut_at: float = -1e9
+    stepped_at: float | None = None
+    sent: float | None = None
+    sent_at: float = -1e9
+    cuts: int = 0
+
+    def update(self, now: float, target_ms: float, inbox_ms: float) -> float:
+        """Reconsider the rate at ``now`` (``time.monotonic()``); returns it."""
+        since = max(now - PACE_WINDOW_S, self.cut_at)
+        base = min((ms for _t, ms in self.lags), default=0.0)
+        window = [ms - base for t, ms in self.lags if t >= since]
+        p95 = sorted(window)[int(0.95 * (len(window) - 1))] if window else None
+        dt = 0.0 if self.stepped_at is None else now - self.stepped_at
+        self.stepped_at = now
+        if (p95 is not None and p95 > target_ms) or inbox_ms > target_ms:
+            if now - self.cut_at >= PACE_HOLD_S:
+                cut = max(self.floor, self.rate / 2)
+                self.cuts += cut < self.rate
+                self.rate, self.cut_at = cut, now
+            return self.rate
+        used = sum(n for t, n in self.history if t >= now - 1.0)
+        if used >= 0.5 * self.rate:  # the edge replays at this rate: it may go faster
+            self.rate = min(self.ceiling, self.rate + self.ceiling * dt / PACE_STEP_S)
+        return self.rate
 
 
 class Central:
@@ -105,9 +163,13 @@ class Central:
         self._client = None
         self._connected = threading.Event()
         self._born_ms = 0
+        self._inbox_ms = 0.0  # how long the message handled last waited in the inbox
+        self._paced_at = 0.0
         self.stats = {"messages": 0, "samples": 0, "cycles": 0, "resend_requests": 0,
                       "rebirth_requests": 0}
         self.on_cycle = None  # hook for tests and benchmarks: (mirror, edge cycle, historical)
+        self.watch = NodeWatch(cfg, {m.site.id: m.group for m in self.mirrors.values()},
+                               connected=self._connected.is_set)  # offline alarms, paged
 
     # -- session ----------------------------------------------------------------------------
     def connect(self) -> None:
@@ -119,7 +181,8 @@ class Central:
         client.will_set(sp.state_topic(self.host_id), sp.state_payload(False, self._born_ms),
                         qos=1, retain=True)
         client.on_connect = self._on_connect
-        client.on_message = lambda c, u, m: self._inbox.put((m.topic, m.payload))
+        client.on_message = lambda c, u, m: self._inbox.put((m.topic, m.payload,
+                                                             time.monotonic()))
         client.on_disconnect = lambda *a: self._connected.clear()
         client.reconnect_delay_set(0.5, 5)
         client.connect_async(b.host, b.port, keepalive=max(5, int(b.keepalive_s)))
@@ -144,11 +207,19 @@ class Central:
         try:
             while not self._stop.is_set() and (until is None or time.monotonic() < until):
                 try:
-                    topic, payload = self._inbox.get(timeout=0.2)
+                    topic, payload, arrived = self._inbox.get(timeout=0.2)
                 except queue.Empty:
+                    self._inbox_ms = 0.0
                     self._ask_again()
+                    self._pace()
+                    self.watch.tick()
                     continue
+                t = time.monotonic()
+                self._inbox_ms = (t - arrived) * 1000.0
                 self.handle(topic, payload)
+                if t - self._paced_at >= PACE_PERIOD_S:
+                    self._pace()
+                self.watch.tick()
         finally:
             self.close()
 
@@ -171,6 +242,7 @@ class Central:
             if m.store is not None:
                 m.store.close()
                 m.store = None
+        self.watch.close()
 
     # -- messages ---------------------------------------------------------------------------
     def handle(self, topic: str, data: bytes) -> None:
@@ -187,6 +259,8 @@ class Central:
             return
         self.stats["messages"] += 1
         m.open()
+        if t.kind not in ("NBIRTH", "NDEATH"):
+            self.watch.heard(m.site.id)
         if t.kind == "NBIRTH":
             self._nbirth(m, payload)
         elif t.kind == "NDEATH":
@@ -218,6 +292,7 @@ class Central:
                 values[metric.name] = sp.metric_value(metric)
         m.bdseq = values.get("bdSeq")
         m.born, m.online, m.pending = True, True, []
+        self.watch.birth(m.site.id)
         m.aliases = {}
         m.last_seq = p.seq
         m.edge_head = {"id": values.get("Records/Chain head id"),
@@ -226,6 +301,13 @@ class Central:
                          edge_head=m.edge_head)
         if values.get("Records/Signed checkpoint"):
             self._checkpoint(m, values["Records/Signed checkpoint"])
+        m.pace = None
+        ceiling = values.get("Node Control/History rate")
+        c = self.cfg.central
+        if c.history_control and isinstance(ceiling, float) and ceiling > 0:
+            floor = min(c.history_floor, ceiling)
+            m.pace = Pace(ceiling, floor, max(floor, ceiling * PACE_START))
+            self._send_pace(m, time.monotonic())  # before the replay starts at its ceiling
         edge_cycle = int(values.get("Records/Cycle") or 0)
         if m.origin is None:
             m.origin = edge_cycle or None
@@ -239,6 +321,7 @@ class Central:
         if m.bdseq is not None and bd is not None and bd != m.bdseq:
             return  # an old session's will (tck-id-host-topic-... bdSeq correlation)
         m.online, m.born = False, False
+        self.watch.death(m.site.id)
         self._node_state(m, online=False, since_ms=now_ms())
 
     def _dbirth(self, m: Mirror, device: str, p) -> None:
@@ -291,6 +374,7 @@ class Central:
                 alarms = [a for a in json.loads(values["Alarms/Changed"]) if a.get("id")]
             except ValueError:
                 alarms = []
+        events = self._new_events(m, values.get("Records/Events"))
         if values.get("Records/Chain head id") is not None:
             m.edge_head = {"id": values.get("Records/Chain head id"),
                            "hash": values.get("Records/Chain head hash")}
@@ -303,7 +387,18 @@ class Central:
         def mark(conn):
             conn.execute("INSERT OR REPLACE INTO campus_cycles VALUES (?, ?, ?, ?, ?)",
                          (cid, prev, expected, int(historical), now))
-        m.store.write_cycle(Cycle(samples=samples, alarms=alarms, extra=[mark]))
+            if events:  # the cycle's events are the newest rows: this transaction's own
+                mine = [r for (r,) in conn.execute(
+                    "SELECT id FROM events ORDER BY id DESC LIMIT ?", (len(events),))][::-1]
+                conn.executemany("INSERT INTO campus_events VALUES (?, ?, ?)",
+                                 [(int(e["id"]), eid, cid) for e, eid in zip(events, mine)])
+        m.store.write_cycle(Cycle(samples=samples, alarms=alarms, extra=[mark],
+                                  events=[{c: e.get(c) for c in EVENT_COLUMNS}
+                                          for e in events]))
+        if m.pace is not None and historical:
+            m.pace.history.append((time.monotonic(), len(samples)))
+        elif m.pace is not None and p.timestamp:  # a live cycle: its lag since the edge sent it
+            m.pace.lags.append((time.monotonic(), now_ms() - int(p.timestamp)))
         m.received.add(cid)
         self.stats["samples"] += len(samples)
         self.stats["cycles"] += 1
@@ -348,6 +443,45 @@ class Central:
         if why:
             log.warning("site %s: %s", m.site.id, why)
         self._node_state(m, trust=m.trust, signed_checkpoint=text)
+
+    def _new_events(self, m: Mirror, text) -> list[dict]:
+        """The edge event rows of a ``Records/Events`` metric not yet in the mirror."""
+        if not text:
+            return []
+        try:
+            rows = [e for e in json.loads(text) if isinstance(e, dict)
+                    and isinstance(e.get("id"), int) and e.get("alarm_id")]
+        except (ValueError, TypeError):
+            log.warning("site %s: unreadable Records/Events ignored", m.site.id)
+            return []
+        if not rows:
+            return []
+        ids = [e["id"] for e in rows]
+        have = {r for (r,) in m.store.conn.execute(
+            "SELECT edge_event FROM campus_events WHERE edge_event BETWEEN ? AND ?",
+            (min(ids), max(ids)))}
+        return sorted((e for e in rows if e["id"] not in have), key=lambda e: e["id"])
+
+    # -- replay pacing ----------------------------------------------------------------------
+    def _pace(self) -> None:
+        """Reconsider every paced edge's replay rate (:class:`Pace`) and send what changed."""
+        now = time.monotonic()
+        if now - self._paced_at < PACE_PERIOD_S:
+            return
+        self._paced_at = now
+        target = self.cfg.central.live_lag_ms
+        for m in self.mirrors.values():
+            if m.pace is None or not (m.born and m.online):
+                continue
+            rate = m.pace.update(now, target, self._inbox_ms)
+            sent = m.pace.sent
+            if sent is None or abs(rate - sent) > 0.05 * sent or (
+                    now - m.pace.sent_at >= PACE_REFRESH_S):
+                self._send_pace(m, now)
+
+    def _send_pace(self, m: Mirror, now: float) -> None:
+        self._command(m, {"Node Control/History rate": (sp.DOUBLE, float(m.pace.rate))})
+        m.pace.sent, m.pace.sent_at = m.pace.rate, now
 
     # -- commands ---------------------------------------------------------------------------
     def _command(self, m: Mirror, metrics: dict) -> None:

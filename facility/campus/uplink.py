@@ -5,12 +5,16 @@ read API (``cycle_digests``, ``cycle_samples``), on a read-only connection: it c
 acquisition, and it keeps its own cursor. Each cycle goes out as one DDATA per instrument
 (the Sparkplug devices; metrics are points) followed by an NDATA that closes the cycle
 (``Records/Cycle``, ``Records/Previous cycle``, ``Records/Cycle samples``, the audit chain
-head, changed alarm rows). Central checks the cycle chain and asks for what it missed with the
-``Node Control/Resend`` command, so a QoS 0 message lost on the wire is repaired end to end.
+head, changed alarm rows, the cycle's event rows). Central checks the cycle chain and asks for
+what it missed with the ``Node Control/Resend`` command, so a QoS 0 message lost on the wire
+is repaired end to end.
 
 While the broker or central is away the cursor stays; on return the backlog is replayed as
-historical metrics at ``[uplink] history_rate`` samples/s at most, while live cycles keep
-going first. docs/ARCHITECTURE.md "Campus (Sparkplug B)" has the whole design.
+historical metrics, while live cycles keep going first, at the rate central allows with the
+``Node Control/History rate`` command (central adapts it to its own lag), never above
+``[uplink] history_rate`` nor below ``history_floor``, and slower on its own while the MQTT
+client's out-queue is not drained. docs/ARCHITECTURE.md "Campus (Sparkplug B)" has the whole
+design.
 """
 
 from __future__ import annotations
@@ -46,10 +50,14 @@ NODE_METRICS = {  # name -> (alias, datatype); point aliases start above these
     "Zones/Modes": (10, sp.STRING),
     "Node Control/Action": (12, sp.STRING),
     "Records/Signed checkpoint": (13, sp.STRING),
+    "Records/Events": (14, sp.STRING),
+    "Node Control/History rate": (15, sp.DOUBLE),
 }
 NODE_ALIASES = {alias: name for name, (alias, _) in NODE_METRICS.items()}
 POINT_ALIAS_BASE = 1000
 HISTORY_SLOT_S = 0.1  # history is sent in slots this long, then live cycles are looked at again
+HISTORY_BURST_S = 0.25  # the replay's token bucket holds this many seconds of its rate
+HISTORY_STEP_S = 10.0  # without a drain stall, the own rate climbs to the ceiling in this long
 RELAYED = ("action", "alarm", "occurrence", "device", "zone", "mode", "reason", "duration_s")
 """The request fields central may relay to a site's service (never on_behalf_of or via)."""
 ALARM_ALIAS = 11  # "Alarms/Changed": JSON rows of the alarms a cycle changed
@@ -186,8 +194,13 @@ class Uplink:
         self._rebirth = threading.Event()
         self._resend: list[tuple[int, int]] = []
         self._actions: list[dict] = []  # operator actions relayed from central
+        self._allowed: float | None = None  # central's Node Control/History rate, this session
+        self._own_rate = 0.0  # the rate the out-queue allows (see _history_rate)
         self._sent_checkpoint: str | None = None
         self._last_info = None  # the last publish, to see when the client's queue drained
+        self._last_pub_t = 0.0  # when it was made (time.monotonic())
+        self._rate_t: float | None = None
+        self._cut_at = 0.0
         self._witness_stamp: int | None = None
         self._live_from: int | None = None  # cycles above this are live in this session
         self._live_last = 0
@@ -198,7 +211,7 @@ class Uplink:
         self._alias: dict[str, int] = {}
         self._client: mqtt.Client | None = None
         self.stats = {"live_cycles": 0, "history_cycles": 0, "samples": 0, "bytes": 0,
-                      "messages": 0, "sessions": 0}
+                      "messages": 0, "sessions": 0, "history_rate": 0.0}
 
     # -- the store ----------------------------------------------------------------------------
     def _open(self) -> Store:
@@ -286,6 +299,13 @@ class Uplink:
             name = m.name or NODE_ALIASES.get(m.alias, "")
             if name == "Node Control/Rebirth" and sp.metric_value(m):
                 self._rebirth.set()
+            elif name == "Node Control/History rate":
+                try:
+                    rate = float(sp.metric_value(m))
+                except (TypeError, ValueError):
+                    continue
+                if rate > 0 and rate == rate:  # NaN and non-positive rates are ignored
+                    self._allowed = rate
             elif name == "Node Control/Resend":
                 self._resend.extend(_ranges(str(sp.metric_value(m) or "")))
             elif name == "Node Control/Action":
@@ -313,6 +333,7 @@ class Uplink:
             self.stats["bytes"] += len(data)
             self.stats["messages"] += 1
             self._last_info = info
+            self._last_pub_t = time.monotonic()
         return ok
 
     def _drained(self) -> bool:
@@ -353,6 +374,7 @@ class Uplink:
             p.timestamp = now
             p.seq = self.seq.birth()
             head = store.audit_head() or {"id": 0, "hash": ""}
+            checkpoint = self._checkpoint()  # what the birth carries counts as sent
             for name, value in (("bdSeq", self.state.bdseq), ("Node Control/Rebirth", False),
                                 ("Node Control/Resend", ""),
                                 ("Records/Cycle", self._last_sent_cycle or self._birth_head),
@@ -361,7 +383,9 @@ class Uplink:
                                 ("Records/Chain head hash", head["hash"]),
                                 ("Records/Command result", ""),
                                 ("Node Control/Action", ""),
-                                ("Records/Signed checkpoint", self._checkpoint() or ""),
+                                ("Records/Events", "[]"),
+                                ("Node Control/History rate", self.cfg.uplink.history_rate),
+                                ("Records/Signed checkpoint", checkpoint or ""),
                                 ("Zones/Modes", json.dumps(store.zone_modes(), sort_keys=True))):
                 alias, dt = NODE_METRICS[name]
                 sp.add_metric(p, name=name, alias=alias, ts_ms=now, datatype=dt, value=value)
@@ -370,6 +394,7 @@ class Uplink:
             by_dev = self._by_device(self._points)
             if not self._publish(sp.topic(self.group, "NBIRTH", self.node), p):
                 return False
+            self._sent_checkpoint = checkpoint
             latest = {r["point"]: r for r in store.latest()}
             limits = self._limits()
             for dev, names in sorted(by_dev.items()):
@@ -452,6 +477,11 @@ class Uplink:
                 rows_a = [a for a in store.alarms() if a["id"] in set(changed)]
                 sp.add_metric(n, alias=ALARM_ALIAS, ts_ms=ts_ms, datatype=sp.STRING,
                               value=json.dumps(_alarm_rows(rows_a)), historical=historical)
+            events = store.cycle_events(details)
+            if events:  # the cycle's event rows as stored: central's mirror has the same
+                alias, dt = NODE_METRICS["Records/Events"]
+                sp.add_metric(n, alias=alias, ts_ms=ts_ms, datatype=dt,
+                              value=json.dumps(events, sort_keys=True), historical=historical)
             if not self._publish(sp.topic(self.group, "NDATA", self.node), n):
                 return None
         self.stats["samples"] += len(rows)
@@ -502,13 +532,13 @@ class Uplink:
             if self._stop.is_set() or self._lost.is_set() or (
                     until is not None and time.monotonic() >= until):
                 return
+        self._allowed = None  # central says anew in this session, once it saw the birth
         if not self.birth():
             return
-        self._sent_checkpoint = self._checkpoint()
         self._live_from = self._birth_head  # not the head now: a cycle committed during the
         # birth sequence is live, not history
+        self._own_rate, self._cut_at, self._rate_t = self._floor(), 0.0, None
         bucket, last = 0.0, time.monotonic()
-        rate = self.cfg.uplink.history_rate
         while not self._stop.is_set() and not self._lost.is_set() and (
                 until is None or time.monotonic() < until):
             if not self._host_online.is_set():
@@ -539,12 +569,15 @@ class Uplink:
                 sent_any = True
             if sent_any:
                 self.state.save(self.state_path)
-            # then history, in the gaps, at history_rate samples/s at most
+            # then history, in the gaps, at the rate allowed now
             t = time.monotonic()
-            bucket = min(bucket + (t - last) * rate, rate)
+            rate = self._history_rate(t)
+            bucket = min(bucket + (t - last) * rate, max(rate * HISTORY_BURST_S, 1.0))
             last = t
-            slot = time.monotonic() + HISTORY_SLOT_S
-            for cid, ts, details in self._backlog(self._live_from, 20):
+            slot = t + HISTORY_SLOT_S
+            backlog = self._backlog(self._live_from, 20)
+            replayed = 0
+            for cid, ts, details in backlog:
                 if bucket <= 0 or not self._drained() or time.monotonic() > slot:
                     break
                 prev = self._prev_of(cid)
@@ -554,8 +587,40 @@ class Uplink:
                 bucket -= max(1, n)
                 self.state.mark(cid, prev)
                 self.stats["history_cycles"] += 1
+                replayed += 1
+            if replayed:  # once a slot: a crash before it only means a cycle is sent twice
                 self.state.save(self.state_path)
-            self._stop.wait(self.poll_s)
+            if replayed < len(backlog) or len(backlog) == 20:
+                # more history waits: come back when the bucket has tokens again, and look
+                # at live cycles at least every half slot meanwhile
+                wait = -bucket / rate if bucket <= 0 else 0.0
+                self._stop.wait(min(self.poll_s, HISTORY_SLOT_S / 2, max(0.005, wait)))
+            else:
+                self._stop.wait(self.poll_s)
+
+    def _floor(self) -> float:
+        u = self.cfg.uplink
+        return min(u.history_floor, u.history_rate)
+
+    def _history_rate(self, t: float) -> float:
+        """The replay rate now, samples/s: central's ``Node Control/History rate`` (until it
+        says, the ceiling), and the rate the client's out-queue allows, which halves when
+        what was published a slot ago is still queued and climbs back while it drains,
+        bounded by ``[uplink] history_floor`` and ``history_rate`` (the ceiling)."""
+        u = self.cfg.uplink
+        floor, ceiling = self._floor(), u.history_rate
+        dt = 0.0 if self._rate_t is None else t - self._rate_t
+        self._rate_t = t
+        stalled = not self._drained() and t - self._last_pub_t > HISTORY_SLOT_S
+        if stalled and t - self._cut_at > 4 * HISTORY_SLOT_S:
+            self._own_rate = max(floor, self._own_rate / 2)
+            self._cut_at = t
+        elif not stalled:
+            self._own_rate = min(ceiling, self._own_rate + ceiling * dt / HISTORY_STEP_S)
+        allowed = ceiling if self._allowed is None else self._allowed
+        rate = max(floor, min(ceiling, allowed, self._own_rate))
+        self.stats["history_rate"] = rate
+        return rate
 
     def _checkpoint(self) -> str | None:
         """The witness file's newest signed checkpoint line (JSON), if there is one."""

@@ -2,6 +2,12 @@
 
 Actions go to the running service over its Unix socket; the operator is the OS login.
 Readers open the database read-only (a missing database is the store's ``StoreMissing``).
+
+With a central configuration (``[[central.sites]]``) the readers are central's own database
+(its ``campus:<site>:offline`` alarms) and every site's mirror; an action on one of central's
+own alarms goes to central's socket, which decides it like a site service, and every other
+action is relayed to the site that knows its alarm, device or zone, which decides it there
+(docs/ARCHITECTURE.md "Campus (Sparkplug B)").
 """
 
 from __future__ import annotations
@@ -27,22 +33,63 @@ def open_reader(cfg):
     return Store(cfg.db_path, readonly=True)
 
 
+CENTRAL_PREFIX = "campus:"
+"""Central's own alarms are ``campus:<site>:<kind>`` (facility.campus.watch)."""
+
+
 def _readers(cfg) -> list:
-    """The databases a command reads: the site's own, or every mirror of a central config."""
+    """The databases a command reads: the site's own, or, of a central config, central's own
+    database (when it exists) and every mirror that exists."""
     if not cfg.central.sites:
         return [open_reader(cfg)]
     import os
 
-    from facility.campus.central import mirror_path
+    from facility.config.paths import mirror_path
     from facility.store import Store
 
-    return [Store(mirror_path(cfg, s), readonly=True) for s in cfg.central.sites
-            if os.path.exists(mirror_path(cfg, s))]
+    paths = [cfg.db_path] + [mirror_path(cfg, s) for s in cfg.central.sites]
+    return [Store(p, readonly=True) for p in paths if os.path.exists(p)]
+
+
+def _central_owns(cfg, alarm: str | None) -> bool:
+    """Whether an alarm is one of central's own (not a mirrored site's): its id says so, or
+    central's own database knows it."""
+    import os
+
+    from facility.store import Store
+
+    if not alarm:
+        return False
+    if alarm.startswith(CENTRAL_PREFIX):
+        return True
+    if not os.path.exists(cfg.db_path):
+        return False
+    with Store(cfg.db_path, readonly=True) as own:
+        return any(a["id"] == alarm for a in own.alarms())
 
 
 def _send(cfg, payload: dict) -> None:
-    from facility.service.socket import ActionRefused, ServiceNotRunning, current_login, request
+    from facility.service.socket import (
+        ActionRefused,
+        ServiceNotListening,
+        ServiceNotRunning,
+        current_login,
+        request,
+    )
 
+    if cfg.central.sites and _central_owns(cfg, payload.get("alarm")):
+        try:  # central's own alarm: central decides, on its own action socket
+            reply = request(cfg.db_path, payload)
+        except ServiceNotListening:
+            raise CliError(f"central is not running (nothing answers beside {cfg.db_path});"
+                           f" start it with `facility central --config {cfg.source}`",
+                           RUNTIME) from None
+        except ServiceNotRunning as exc:
+            raise CliError(f"central: {exc}", RUNTIME) from None
+        except ActionRefused as exc:
+            raise CliError(f"refused by central: {exc}", USAGE) from None
+        say(f"central: {reply.get('message')} (by {reply.get('operator')})")
+        return
     if cfg.central.sites:  # a central config: the site's own service decides (via central)
         from facility.campus.central import relay_action, site_of
 

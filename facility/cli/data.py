@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from facility.cli.errors import CHECK_FAILED, USAGE, CliError
+from facility.cli.errors import CHECK_FAILED, RUNTIME, USAGE, CliError
 from facility.cli.group import cli, config_option, load, say
 
 
@@ -72,6 +72,8 @@ def export_cmd(config_path, frm, to, out, site, zone):
     from facility.store.keys import signing_key_path
 
     cfg = load(config_path)
+    if cfg.central.sites:  # a central config: one site's mirror
+        return _export_mirror(cfg, *_range(frm, to, _tz(cfg, None, None)), out, site, zone)
     lo, hi = _range(frm, to, _tz(cfg, site, zone))
     key = _audit_key(cfg)
     with _open_ro(cfg) as store:
@@ -103,6 +105,47 @@ def _read_key_file(path: str) -> bytes:
     if len(key) < 16:
         raise CliError(f"--key {path}: audit key is shorter than 16 bytes", USAGE)
     return key
+
+
+def _export_mirror(cfg, lo: int, hi: int, out: str, site: str | None, zone: str | None) -> None:
+    """``facility export --config central.toml [--site ID]``: the auditor's export of one
+    site's mirror over ``[lo, hi)`` (epoch ms). ``--site`` names the mirrored site (``[[central.sites]] id``; needed when
+    central mirrors more than one) and exports all of it; the manifest's ``campus`` block
+    says what the export is a copy of and carries the edge's last signed chain checkpoint,
+    so ``facility verify`` can say what the export proves (docs/ARCHITECTURE.md "Campus
+    (Sparkplug B)")."""
+    from facility.campus.central import mirror_path, site_of
+    from facility.records.export import ExportRequest, export
+    from facility.store import Store
+
+    sites = cfg.central.sites
+    if site is None and len(sites) > 1:
+        raise CliError("central mirrors " + ", ".join(s.id for s in sites)
+                       + "; name one with --site", USAGE)
+    chosen = site_of(cfg, site=site or sites[0].id)
+    path = mirror_path(cfg, chosen)
+    if not os.path.exists(path):
+        raise CliError(f"{path}: no mirror of site {chosen.id} yet; start `facility central`"
+                       " and the site's `facility uplink`", RUNTIME)
+    with Store(path, readonly=True) as store:
+        node = {k: v["value"] for k, v in store.campus_node().items()}
+        checkpoint = node.get("signed_checkpoint")
+        campus = {
+            "mirror_of": {"site": chosen.id, "node_id": chosen.node_id,
+                          "group_id": chosen.group_id or cfg.central.group_id
+                          or cfg.facility.id},
+            "central": cfg.central.host_id,
+            "edge_chain_head": node.get("edge_head"),
+            "edge_signed_checkpoint": json.loads(checkpoint) if checkpoint else None,
+            "central_trust": node.get("trust"),
+        }
+        req = ExportRequest(lo, hi, out, zone=zone, extra_manifest={"campus": campus})
+        manifest, sha = export(cfg, store, req)
+    rows = manifest["files"]["samples.csv"]["rows"]
+    signed = (f"signed by central's key {manifest['signature']['key']}" if "signature" in
+              manifest else "NOT signed (central has no signing key)")
+    say(f"{out}: mirror of site {chosen.id}, {len(manifest['files'])} files, {rows} samples,"
+        f" manifest sha256 {sha}, {signed}")
 
 
 @cli.command("verify")

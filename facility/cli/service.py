@@ -134,11 +134,20 @@ def format_poll_text(samples: Iterable, cfg) -> list[str]:
 @cli.command("tui")
 @config_option
 def tui(config_path):
-    """Attach a TUI to a running service (reads the database read-only)."""
+    """Attach a TUI to a running service (reads the database read-only); on central's
+    config, the campus overview over its mirrors."""
     from facility.store import Store
 
     cfg = load(config_path)
-    Store(cfg.db_path, readonly=True).close()  # StoreMissing (exit 3) before the screen opens
+    if cfg.central.sites:  # central: the campus overview over the mirrors
+        import os
+
+        from facility.campus.central import mirror_path
+
+        if not any(os.path.exists(mirror_path(cfg, s)) for s in cfg.central.sites):
+            raise CliError("no mirror yet: run `facility central`", RUNTIME)
+    else:
+        Store(cfg.db_path, readonly=True).close()  # StoreMissing (exit 3) before the screen opens
     from tui.app import run_tui
 
     run_tui(cfg, cfg.db_path)
@@ -149,9 +158,20 @@ def tui(config_path):
 @click.option("--headless", is_flag=True, help="no TUI: print alarms as they change")
 @click.option("-v", "--verbose", is_flag=True,
               help="debug logging in var/demo/demo.log, Modbus frames included")
+@click.option("--campus", is_flag=True,
+              help="the campus of deploy/campus/ beside the config: mosquitto, the MEC and MARS"
+                   " sites with their uplinks, and central's console (var/demo-campus/)")
 @config_option
-def demo(seconds, headless, verbose, config_path):
+def demo(seconds, headless, verbose, campus, config_path):
     """Simulator + service + TUI on the shipped config, with a scripted timeline."""
+    if campus:
+        import os
+
+        from facility.launch_campus import run_campus_demo
+
+        run_campus_demo(os.path.dirname(os.path.abspath(config_path)), seconds=seconds,
+                        headless=headless, verbose=verbose)
+        return
     from facility.launch import run_demo
 
     cfg = load(config_path)

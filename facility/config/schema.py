@@ -346,8 +346,9 @@ class UplinkCfg:
     group_id: str = ""  # Sparkplug group; empty: the installation id ([facility] id)
     node_id: str = ""  # Sparkplug edge node id; empty: the first site's id
     primary_host_id: str = ""  # wait for this host's STATE online before the birth sequence
-    history_rate: float = 5000.0  # samples/s at most when replaying a backlog (live goes first);
-    # keep it below what central can mirror besides every site's live rate
+    history_rate: float = 5000.0  # samples/s at most when replaying a backlog (live goes first):
+    # the ceiling of the rate central allows with "Node Control/History rate"
+    history_floor: float = 100.0  # samples/s the replay never goes below, so a backlog drains
     state_path: str = ""  # cursor and bdSeq; empty: uplink.state.json beside the database
 
 
@@ -370,6 +371,26 @@ class CentralCfg:
     host_id: str = "central"  # STATE topic spBv1.0/STATE/<host_id>
     group_id: str = ""  # default group of the sites; empty: the installation id
     sites: tuple[CentralSite, ...] = ()
+    history_control: bool = True  # pace each edge's replay ("Node Control/History rate");
+    # false: every edge replays at its own history_rate
+    live_lag_ms: float = 250.0  # the replay slows when live data's p95 lag (edge publish to
+    # mirror commit, above the quickest seen) or central's inbox wait exceeds this
+    history_floor: float = 100.0  # samples/s central never asks an edge to go below
+    offline_grace_s: float = 60.0
+    """How long a site's edge node must stay offline (NDEATH, or ``silence_s`` without a
+    message) before its alarm ``campus:<site>:offline`` is raised and paged, so an uplink
+    restart or a rebirth pages nothing (docs/ARCHITECTURE.md "Campus (Sparkplug B)")."""
+    silence_s: float = 90.0
+    """A node that sends nothing for this long is offline even without NDEATH (a hung edge
+    may keep its MQTT session); default 3 x the default keep-alive. 0: only NDEATH counts.
+    The uplink sends once per committed cycle, so a site whose service is stopped falls
+    silent too."""
+    online_hold_s: float = 120.0
+    """How long a node must stay back before its offline alarm returns to normal: a node that
+    keeps dropping out pages once, not once per flap (ISA-18.2 off-delay)."""
+    offline_priority: str = "high"
+    """The offline alarm's priority (``[paging]`` routes decide who is paged). A dead edge
+    node blinds the central console; the site still pages its own alarms itself."""
 
 
 @dataclass(frozen=True)

@@ -398,6 +398,7 @@ def verify_export(folder: str, key: bytes | None = None,
         extra = sorted(set(os.listdir(folder)) - listed)
         if extra:
             raise Failed(f"{extra[0]}: not in the manifest (added after the export)")
+        mirror = _campus(manifest)
     except Failed as exc:
         return Result(False, str(exc), str(exc), checked, origin, is_trusted)
     rows = sum(v for k, v in checked.items() if k.endswith(".csv"))
@@ -406,8 +407,44 @@ def verify_export(folder: str, key: bytes | None = None,
     summary = (f"ok: {len(files)} files, {rows} rows, audit slice "
                f"{checked.get('audit_rows', 0)} rows {auth}; chain head "
                f"#{head.get('id')} {str(head.get('hash'))[:12]}; {checked.get('cycles', 0)} "
-               f"cycles cross-checked against their digest rows; {origin}")
+               f"cycles cross-checked against their digest rows; {origin}{mirror}")
     return Result(True, summary, None, checked, origin, is_trusted)
+
+
+def _campus(manifest: dict) -> str:
+    """What an export of central's mirror of a site proves (its manifest's ``campus`` block,
+    docs/ARCHITECTURE.md "Campus (Sparkplug B)"): the rows are the mirror's, checked against
+    the mirror's own audit chain and digests; the edge's signed chain head it carries is
+    checked here, its signature verifying or the export failing. Empty for a site's own."""
+    campus = manifest.get("campus")
+    if not isinstance(campus, dict):
+        return ""
+    from facility.store.keys import fingerprint, signature_ok
+    from facility.store.witness import signed_bytes
+
+    of = campus.get("mirror_of") or {}
+    out = (f"; a mirror of {of.get('site')} (edge node {of.get('group_id')}/"
+           f"{of.get('node_id')}) kept by central {campus.get('central')}: its rows are checked"
+           " against the mirror's own audit chain and cycle digests, not the edge's")
+    line = campus.get("edge_signed_checkpoint")
+    if not isinstance(line, dict):
+        return out + "; it carries no signed chain head of the edge"
+    try:
+        ok = signature_ok(line["key"], signed_bytes(line), line["sig"])
+        fp = fingerprint(bytes.fromhex(line["key"]))
+        row, head = int(line["row_id"]), str(line["hash"])
+    except (KeyError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise Failed(f"{MANIFEST} campus: the edge's signed chain head does not verify (forged"
+                     " or damaged)")
+    trust = campus.get("central_trust") or {}
+    agreed = ("central received the same head with the mirrored cycles"
+              if trust.get("ok") and trust.get("row_id") == row else
+              f"central flagged it: {trust.get('why')}" if trust.get("why") else
+              "central had not compared it with the mirror")
+    return out + (f"; the edge's signed chain head #{row} {head[:12]} verifies (key {fp});"
+                  f" {agreed}")
 
 
 __all__ = ["CANONICAL_FIELDS", "Result", "chain_next", "chain_start", "file_sha256",

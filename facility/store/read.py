@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Iterator, NamedTuple
 
@@ -55,54 +57,240 @@ _SCALE = 1_000_000
 (checked by SQLite in IEEE double arithmetic, which numpy repeats bit for bit: a reading
 rounded to its decimals always does); any other value one by one."""
 _EXACT = f"(abs(value) < 1e12 AND round(value * {_SCALE}) / {_SCALE}.0 = value)"
+_NULL_K = 4 * 10**18
+"""The integer a null value travels as (an exact value's ``k`` is at most 1e18 in size)."""
+_ODD_K = 5 * 10**18
+"""The integer a value that is not exact as ``k`` travels as (then fetched by itself)."""
+_VALUE_K = (f"CASE WHEN value IS NULL THEN {_NULL_K} WHEN {_EXACT}"
+            f" THEN CAST(round(value * {_SCALE}) AS INTEGER) ELSE {_ODD_K} END")
+_PAGE_ROWS = 100_000
+"""Rows of one keyset page read as columns (one statement, one short read transaction)."""
+_SLICE_ROWS = 90_000
+"""Rows a time slice of a partition is cut to hold (from the density of its first rows), so
+that it is read in one page; a denser slice takes more pages (:func:`_read_slice`)."""
+_SLICE_MAX_ROWS = 4 * _PAGE_ROWS
+"""Rows one slice task reads before it hands back and resumes (memory bound of a task)."""
+_READERS = 2
+"""Threads reading slices at once (SQLite releases the GIL while it runs a statement)."""
 
 
-def _read_page(conn: sqlite3.Connection, page: str, args: list) -> SampleArrays:
-    """One keyset page of samples as columns (see ``StoreReaders.iter_sample_arrays``).
+def _read_page(conn: sqlite3.Connection, page: str, args: list, base: int = 0,
+               rows: str | None = None) -> SampleArrays:
+    """One page of samples as columns (see ``StoreReaders.iter_sample_arrays``), inside the
+    caller's read transaction (every statement of the page reads one snapshot).
 
-    SQLite returns each column of the page as one comma-separated text (``group_concat``,
-    parsed by numpy): point id and quality as ``point_id * 256 + quality``, ts, and the value
-    as its :data:`_SCALE` integer, ``nan`` for null or ``inf`` for a value that is not exact
-    that way (fetched one by one by a second statement over the same page and snapshot).
-    Row order is checked to be the key order; if anything is not as expected, the page is
-    read row by row instead.
+    ``page`` is what the page is read ``FROM``: a keyset subquery ``(SELECT ... LIMIT ?)``,
+    or ``samples WHERE ...`` for a whole time slice (``rows``: the same rows by key order,
+    for the row-by-row fallback; by default ``SELECT * FROM page``).
+
+    SQLite returns each column of the page as one comma-separated text of integers
+    (``group_concat``, parsed by numpy): point id and quality as ``point_id * 256 +
+    quality``, ts as ``ts_ms - base`` (``base``: at or before the page's first time, so the
+    numbers are short), and the value as its :data:`_SCALE` integer, :data:`_NULL_K` for
+    null or :data:`_ODD_K` for a value that is not exact that way (fetched one by one by a
+    second statement over the same page and snapshot). Row order is checked to be the key
+    order; if anything is not as expected, the page is read row by row instead.
     """
-    conn.execute("BEGIN")  # every statement of the page reads one snapshot
-    try:
-        n, qmin, qmax, pq, ts, vk = conn.execute(
-            "SELECT count(*), min(quality), max(quality), group_concat(point_id * 256 + quality),"
-            " group_concat(ts_ms), group_concat(CASE WHEN value IS NULL THEN 'nan'"
-            f" WHEN {_EXACT} THEN CAST(round(value * {_SCALE}) AS INTEGER) ELSE 'inf' END)"
-            f" FROM ({page})", args).fetchone()
-        if not n:
-            empty = np.zeros(0, np.int64)
-            return SampleArrays(empty, empty, np.zeros(0), np.zeros(0, np.int8))
-        ok = 0 <= qmin and qmax < 128
-        if ok:
-            pq_ = np.fromstring(pq, sep=",", dtype=np.int64)
-            ts_ = np.fromstring(ts, sep=",", dtype=np.int64)
-            value = np.fromstring(vk, sep=",", dtype=np.float64)
-            ok = pq_.shape[0] == ts_.shape[0] == value.shape[0] == n
-        if ok:
-            odd = np.flatnonzero(np.isinf(value))
-            value /= _SCALE
-            if odd.shape[0]:
-                rest = [r[0] for r in conn.execute(
-                    f"SELECT value FROM ({page}) WHERE value IS NOT NULL AND NOT {_EXACT}", args)]
-                ok = len(rest) == odd.shape[0]
-                if ok:
-                    value[odd] = rest
-        if ok:
-            out = SampleArrays(pq_ >> 8, ts_, value, (pq_ & 255).astype(np.int8))
-            dt, dp = np.diff(out.ts_ms), np.diff(out.point_id)
-            if ((dt > 0) | ((dt == 0) & (dp > 0))).all():
-                return out
-        rows = conn.execute(page, args).fetchall()  # not as expected: row by row instead
-    finally:
-        conn.execute("COMMIT")
-    p, t, v, q = zip(*rows)
+    n, qmin, qmax, pq, ts, vk = conn.execute(
+        "SELECT count(*), min(quality), max(quality), group_concat(point_id * 256 + quality),"
+        f" group_concat(ts_ms - ?), group_concat({_VALUE_K}) FROM {page}",
+        [base, *args]).fetchone()
+    if not n:
+        empty = np.zeros(0, np.int64)
+        return SampleArrays(empty, empty, np.zeros(0), np.zeros(0, np.int8))
+    ok = 0 <= qmin and qmax < 128
+    if ok:
+        pq_ = np.fromstring(pq, sep=",", dtype=np.int64)
+        ts_ = np.fromstring(ts, sep=",", dtype=np.int64)
+        k = np.fromstring(vk, sep=",", dtype=np.int64)
+        ok = pq_.shape[0] == ts_.shape[0] == k.shape[0] == n
+    if ok:
+        ts_ += base
+        null, odd = k == _NULL_K, np.flatnonzero(k == _ODD_K)
+        value = k.astype(np.float64)  # exact: each k is an integral double's value
+        value /= _SCALE
+        value[null] = np.nan
+        if odd.shape[0]:
+            rest = [r[0] for r in conn.execute(
+                f"SELECT value FROM (SELECT value FROM {page}) WHERE value IS NOT NULL"
+                f" AND NOT {_EXACT}", args)]
+            ok = len(rest) == odd.shape[0]
+            if ok:
+                value[odd] = rest
+    if ok:
+        out = SampleArrays(pq_ >> 8, ts_, value, (pq_ & 255).astype(np.int8))
+        dt, dp = np.diff(out.ts_ms), np.diff(out.point_id)
+        if ((dt > 0) | ((dt == 0) & (dp > 0))).all():
+            return out
+    # not as expected: row by row instead
+    got = conn.execute(rows or f"SELECT point_id, ts_ms, value, quality FROM {page}", args).fetchall()
+    p, t, v, q = zip(*got)
     return SampleArrays(np.array(p, np.int64), np.array(t, np.int64),
                         np.array(v, np.float64), np.array(q, np.int8))
+
+
+def _wanted(point_ids: list[int] | None) -> list[int] | None:
+    return sorted(set(point_ids)) if point_ids is not None else None
+
+
+def _pid_sql(wanted: list[int] | None) -> str:
+    return f" AND point_id IN ({', '.join('?' * len(wanted))})" if wanted else ""
+
+
+def _slice_pages(conn: sqlite3.Connection, day: str, a: int, b: int, wanted: list[int] | None,
+                 step: int, read, last: tuple[int, int] | None = None) -> Iterator[tuple]:
+    """Keyset pages of at most ``step`` samples with ``a <= ts_ms < b`` (after the key
+    ``last`` when given) of one partition: ``(page, rows)`` each, ordered by the key."""
+    pid_sql = _pid_sql(wanted)
+    while True:
+        if last is None:
+            sql, args, base = "ts_ms >= ?", [a], a
+        else:
+            sql, args, base = "(ts_ms, point_id) > (?, ?)", list(last), last[0]
+        query = (f"SELECT point_id, ts_ms, value, quality FROM samples WHERE {sql}"
+                 f" AND ts_ms < ?{pid_sql} ORDER BY ts_ms, point_id LIMIT ?")
+        try:
+            page, n, last = read(conn, query, [*args, b, *(wanted or []), step], base)
+        except sqlite3.DatabaseError as exc:
+            if "no such table" in str(exc):
+                return  # created by a cycle that rolled back
+            raise StoreError(f"partition {day}: {exc}") from None
+        if n:
+            yield page, n
+        if n < step:
+            return
+
+
+def _read_columns(conn, query, args, base):
+    conn.execute("BEGIN")
+    try:
+        got = _read_page(conn, f"({query})", args, base, query)
+    finally:
+        conn.execute("COMMIT")
+    n = got.ts_ms.shape[0]
+    return got, n, (int(got.ts_ms[-1]), int(got.point_id[-1])) if n else None
+
+
+def _sample_slices(path: str, from_ms: int, to_ms: int, wanted: list[int] | None,
+                   step: int) -> Iterator[tuple[str, int, int]]:
+    """``(day, a, b)`` time slices covering ``[from_ms, to_ms)``, in time order.
+
+    Per partition: its first and last stored time in the range bound the slices (two index
+    lookups); the time of its :data:`_SLICE_ROWS`-th row there sets their width. The last
+    slice reaches the range's end, so rows a writer adds meanwhile are not cut off.
+    """
+    target = max(step, _SLICE_ROWS)
+    pid_sql = _pid_sql(wanted)
+    for day in days_on_disk(path):
+        lo, hi = day_bounds(day)
+        a, b = max(from_ms, lo), min(to_ms, hi)
+        if a >= b:
+            continue
+        conn = open_partition_ro(path, day)
+        if conn is None:
+            continue
+        try:
+            where = f"ts_ms >= ? AND ts_ms < ?{pid_sql}"
+            args = [a, b, *(wanted or [])]
+            first = conn.execute(f"SELECT min(ts_ms) FROM samples WHERE {where}", args).fetchone()[0]
+            if first is None:
+                continue
+            top = conn.execute(f"SELECT max(ts_ms) FROM samples WHERE {where}", args).fetchone()[0]
+            at = conn.execute(f"SELECT ts_ms FROM samples WHERE {where} ORDER BY ts_ms, point_id"
+                              " LIMIT 1 OFFSET ?", [*args, target]).fetchone()
+        except sqlite3.DatabaseError as exc:
+            if "no such table" in str(exc):
+                continue
+            raise StoreError(f"partition {day}: {exc}") from None
+        finally:
+            conn.close()
+        width = b - first if at is None else max(1, at[0] - first)
+        t = first
+        while t < b:
+            e = t + width if t + width <= top else b
+            yield day, t, e
+            t = e
+
+
+def _read_slice(path: str, day: str, a: int, b: int, wanted: list[int] | None, step: int,
+                last: tuple[int, int] | None) -> tuple[list[SampleArrays], tuple | None]:
+    """Pages of one slice (in a reader thread, on its own connection): up to
+    :data:`_SLICE_MAX_ROWS` rows and the key to resume after, or None when the slice is done."""
+    conn = open_partition_ro(path, day)
+    if conn is None:
+        return [], None
+    pages, held = [], 0
+    try:
+        if last is None:  # the whole slice in one statement when it is not too dense
+            where = "ts_ms >= ? AND ts_ms < ?" + _pid_sql(wanted)
+            args = [a, b, *(wanted or [])]
+            try:
+                conn.execute("BEGIN")
+                try:
+                    n = conn.execute(f"SELECT count(*) FROM samples WHERE {where}", args).fetchone()[0]
+                    if n <= _SLICE_MAX_ROWS:
+                        page = _read_page(conn, f"samples WHERE {where}", args, a,
+                                          f"SELECT point_id, ts_ms, value, quality FROM samples"
+                                          f" WHERE {where} ORDER BY ts_ms, point_id")
+                        return [page] if n else [], None
+                finally:
+                    conn.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                if "no such table" in str(exc):
+                    return [], None  # created by a cycle that rolled back
+                raise StoreError(f"partition {day}: {exc}") from None
+        for page, n in _slice_pages(conn, day, a, b, wanted, step, _read_columns, last):
+            pages.append(page)
+            held += n
+            if held >= _SLICE_MAX_ROWS:
+                return pages, (int(page.ts_ms[-1]), int(page.point_id[-1]))
+    finally:
+        conn.close()
+    return pages, None
+
+
+def _read_slices(path: str, slices: Iterator[tuple[str, int, int]], wanted: list[int] | None,
+                 step: int) -> Iterator[SampleArrays]:
+    """The pages of ``slices``, in order, read by :data:`_READERS` threads a few slices
+    ahead of the caller (at most ``_READERS + 1`` slice tasks outstanding)."""
+    pending: deque = deque()
+    with ThreadPoolExecutor(max_workers=_READERS, thread_name_prefix="sample-reader") as pool:
+        def fill() -> None:
+            while len(pending) <= _READERS:
+                sl = next(slices, None)
+                if sl is None:
+                    return
+                pending.append((sl, pool.submit(_read_slice, path, *sl, wanted, step, None)))
+        try:
+            fill()
+            while pending:
+                sl, fut = pending.popleft()
+                pages, resume = fut.result()
+                if resume is not None:  # a dense slice: its rest comes before the next ones
+                    pending.appendleft((sl, pool.submit(_read_slice, path, *sl, wanted, step,
+                                                        resume)))
+                fill()
+                yield from pages
+        finally:
+            for _sl, fut in pending:
+                fut.cancel()
+
+
+def _rechunk(pages: Iterator[SampleArrays], size: int) -> Iterator[SampleArrays]:
+    """The rows of ``pages`` again, ``size`` rows a chunk (the last one fewer)."""
+    parts: list[SampleArrays] = []
+    held = 0
+    for got in pages:
+        parts.append(got)
+        held += got.ts_ms.shape[0]
+        while held >= size:
+            whole = _concat_arrays(parts)
+            yield SampleArrays(*(c[:size] for c in whole))
+            rest = SampleArrays(*(c[size:] for c in whole))
+            held = rest.ts_ms.shape[0]
+            parts = [rest] if held else []
+    if held:
+        yield _concat_arrays(parts)
 
 
 def _concat_arrays(parts: list[SampleArrays]) -> SampleArrays:
@@ -235,11 +423,11 @@ class StoreReaders:
                       step: int, read) -> Iterator:
         """Keyset pages of at most ``step`` samples in ``[from_ms, to_ms)``, ordered by ts
         then point id, partition by partition; each page is one short read transaction.
-        ``read(conn, sql, args)`` fetches a page as ``(page, rows, last (ts, point) key)``."""
-        wanted = sorted(set(point_ids)) if point_ids is not None else None
+        ``read(conn, sql, args, base)`` fetches a page as ``(page, rows, last (ts, point)
+        key)``; ``base`` is at or before the page's first time."""
+        wanted = _wanted(point_ids)
         if wanted == []:
             return
-        pid_sql = f" AND point_id IN ({', '.join('?' * len(wanted))})" if wanted else ""
         for day in days_on_disk(self.path):
             lo, hi = day_bounds(day)
             if hi <= from_ms or lo >= to_ms:
@@ -248,25 +436,9 @@ class StoreReaders:
             if conn is None:
                 continue
             try:
-                last: tuple[int, int] | None = None
-                while True:
-                    if last is None:
-                        sql, args = "ts_ms >= ?", [max(from_ms, lo)]
-                    else:
-                        sql, args = "(ts_ms, point_id) > (?, ?)", list(last)
-                    query = (f"SELECT point_id, ts_ms, value, quality FROM samples WHERE {sql}"
-                             f" AND ts_ms < ?{pid_sql} ORDER BY ts_ms, point_id LIMIT ?")
-                    try:
-                        page, n, last = read(conn, query, [*args, min(to_ms, hi),
-                                                           *(wanted or []), step])
-                    except sqlite3.OperationalError as exc:
-                        if "no such table" in str(exc):
-                            break  # created by a cycle that rolled back
-                        raise StoreError(f"partition {day}: {exc}") from None
-                    if n:
-                        yield page
-                    if n < step:
-                        break
+                for page, _n in _slice_pages(conn, day, max(from_ms, lo), min(to_ms, hi),
+                                             wanted, step, read):
+                    yield page
             finally:
                 conn.close()
 
@@ -275,7 +447,7 @@ class StoreReaders:
     ) -> Iterator[list[tuple[int, int, float | None, int]]]:
         """:meth:`iter_samples` without a Python object per row: one list of
         ``(point_id, ts_ms, value, quality)`` tuples per chunk (one read transaction each)."""
-        def read(conn, query, args):
+        def read(conn, query, args, _base):
             rows = conn.execute(query, args).fetchall()
             return rows, len(rows), (rows[-1][1], rows[-1][0]) if rows else None
         yield from self._sample_pages(from_ms, to_ms, point_ids, chunk, read)
@@ -284,28 +456,23 @@ class StoreReaders:
         self, from_ms: int, to_ms: int, chunk_rows: int = 1_000_000,
         point_ids: list[int] | None = None,
     ) -> Iterator[SampleArrays]:
-        """:meth:`iter_samples` as numpy columns, at most ``chunk_rows`` rows a chunk.
+        """:meth:`iter_samples` as numpy columns, ``chunk_rows`` rows a chunk (the last one
+        fewer).
 
         Memory is bounded by the chunk whatever the range (a backtest of a day reads 50 M
-        rows). Each read of at most 100 000 rows is one short read transaction on one keyset
-        page, its columns coming back as one text each, parsed by numpy (``_read_page``:
-        exact, in key order), not as a Python tuple per row.
+        rows). Each partition is cut into time slices of about :data:`_SLICE_ROWS` rows (the
+        density of its first rows decides the width); :data:`_READERS` threads read the
+        next slices while the caller works on this chunk, each keyset page of a slice one
+        short read transaction whose columns come back as one text each, parsed by numpy
+        (``_read_page``: exact, in key order), not as a Python tuple per row. Slices are
+        handed on in time order, so the chunks are in ``(ts, point id)`` order.
         """
-        def read(conn, query, args):
-            got = _read_page(conn, query, args)
-            n = got.ts_ms.shape[0]
-            return got, n, (int(got.ts_ms[-1]), int(got.point_id[-1])) if n else None
-        parts: list[SampleArrays] = []
-        held = 0
-        step = max(1, min(int(chunk_rows), 100_000))
-        for got in self._sample_pages(from_ms, to_ms, point_ids, step, read):
-            parts.append(got)
-            held += got.ts_ms.shape[0]
-            if held >= chunk_rows:
-                yield _concat_arrays(parts)
-                parts, held = [], 0
-        if parts:
-            yield _concat_arrays(parts)
+        wanted = _wanted(point_ids)
+        if wanted == []:
+            return
+        step = max(1, min(int(chunk_rows), _PAGE_ROWS))
+        slices = _sample_slices(self.path, from_ms, to_ms, wanted, step)
+        yield from _rechunk(_read_slices(self.path, slices, wanted, step), int(chunk_rows))
 
     def aggregates(
         self, point_id: int, from_ms: int, to_ms: int, resolution: str = "1m"
@@ -525,6 +692,23 @@ class StoreReaders:
         return {r[0] for r in self.conn.execute(
             "SELECT day FROM archives WHERE verified_ms IS NOT NULL")}
 
+    def campus_node(self) -> dict[str, dict]:
+        """A mirror's record of its edge node (table ``campus_node`` from central's
+        migrations): key -> ``{"value", "updated_ms"}``, the value JSON-decoded (its text when
+        it is not JSON); ``{}`` when central has not created the table."""
+        if self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'"
+                             " AND name = 'campus_node'").fetchone() is None:
+            return {}
+        out = {}
+        for key, value, updated in self.conn.execute(
+                "SELECT key, value, updated_ms FROM campus_node"):
+            try:
+                decoded = json.loads(value) if value is not None else None
+            except (TypeError, ValueError):
+                decoded = value
+            out[key] = {"value": decoded, "updated_ms": updated}
+        return out
+
     # ---- the dangerous-goods ledger (tables from hazmat's migrations) ---------------------
 
     def has_hazmat_ledger(self) -> bool:
@@ -606,6 +790,15 @@ class StoreReaders:
             "SELECT id FROM audit WHERE action = 'cycle_digest' AND id < ? ORDER BY id DESC"
             " LIMIT 1", (int(digest_id),)).fetchone()
         return int(row[0]) if row else 0
+
+    def cycle_events(self, details: dict) -> list[dict]:
+        """The event rows a cycle digest covers (its ``event_ids``), by id, as stored
+        (``details`` the stored JSON text, so a copy hashes to the same digest)."""
+        ids = details.get("event_ids")
+        if not ids:
+            return []
+        return _rows(self.conn.execute("SELECT * FROM events WHERE id BETWEEN ? AND ?"
+                                       " ORDER BY id", (int(ids[0]), int(ids[-1]))))
 
     def cycle_digests(self, after_id: int = 0, limit: int = 1000,
                       upto_id: int | None = None) -> list[tuple[int, int, dict]]:

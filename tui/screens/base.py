@@ -16,6 +16,7 @@ from tui.views.alarms import alarm_counts, counts_text
 from tui.views.banner import banner_text
 from tui.views.common import site_tz
 from tui.widgets.banner import StaleBanner
+from tui.widgets.live_table import update_static
 from tui.widgets.topbar import TopBar
 
 
@@ -54,7 +55,8 @@ class DataScreen(Screen):
         bar.login = app.login
         bar.unack = sum(1 for a in snap.alarms if a.get("state") == "UNACK")
         if self.COUNTS:
-            self.query_one("#alarm-counts", Static).update(counts_text(alarm_counts(snap.alarms)))
+            update_static(self.query_one("#alarm-counts", Static),
+                          counts_text(alarm_counts(snap.alarms)))
         self.query_one(StaleBanner).message = banner_text(snap, app.refresh_s, tz)
         self.show_body(snap)
         self.drawn = snap

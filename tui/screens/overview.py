@@ -11,6 +11,7 @@ from tui.fmt import local_time
 from tui.screens.base import DataScreen
 from tui.views.common import site_tz, zone_mode
 from tui.views.zones import overview_rows, zone_keys
+from tui.widgets.live_table import update_static
 from tui.widgets.zone_table import ZoneTable
 
 
@@ -51,7 +52,7 @@ class OverviewScreen(DataScreen):
         zone = self.query_one(ZoneTable).current_zone
         info = self.query_one("#zone-info", Static)
         if zone is None:
-            info.update("")
+            update_static(info, "")
             return
         z = self.app.cfg.zone(zone)
         row = snap.zone_modes.get(zone)
@@ -59,7 +60,7 @@ class OverviewScreen(DataScreen):
         since = (f" since {local_time(row['since_ms'], site_tz(self.app.cfg, z.site))}"
                  if row and row.get("since_ms") else " (configured)")
         ref = f" · ΔP {z.min_dp_pa:+g} Pa vs {z.reference}" if z.reference and z.min_dp_pa else ""
-        info.update(f"{z.name or z.id} · {mode}{since}{ref}")
+        update_static(info, f"{z.name or z.id} · {mode}{since}{ref}")
 
     def on_data_table_row_highlighted(self, event) -> None:
         snap = getattr(self.app, "snapshot", None)

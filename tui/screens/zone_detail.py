@@ -23,7 +23,7 @@ from tui.views.common import (
     zone_mode,
 )
 from tui.views.devices import INSTRUMENT_COLUMNS, instrument_rows
-from tui.widgets.live_table import LiveTable
+from tui.widgets.live_table import LiveTable, update_static
 from tui.widgets.trend import Trend, sparkline
 
 POINT_COLUMNS = ("Point", "Value", "Q", "Last hour", "Limits (alert / action)")
@@ -75,8 +75,9 @@ class ZoneDetailScreen(DataScreen):
         self.query_one("#instruments", LiveTable).styles.max_height = lines
 
     def on_screen_resume(self) -> None:
+        # DataScreen's handler runs after this one (Textual calls each class's handler), and
+        # draws the latest snapshot: calling it here as well drew the zone twice
         self.app.want_trends(self.app.zone_focus)
-        super().on_screen_resume()
 
     def on_screen_suspend(self) -> None:
         self.app.want_trends(None)
@@ -94,8 +95,8 @@ class ZoneDetailScreen(DataScreen):
         zone = app.zone_focus
         z = app.cfg.zone(zone)
         mode = zone_mode(z, snap)
-        self.query_one("#zone-title", Static).update(
-            f"[b]{z.id}[/b] {z.name} · {zone_class(z)} · {mode} · ←/→ other zones")
+        update_static(self.query_one("#zone-title", Static),
+                      f"[b]{z.id}[/b] {z.name} · {zone_class(z)} · {mode} · ←/→ other zones")
         rows = []
         for p in self._points(snap, zone):
             meta = snap.points[p]
@@ -119,7 +120,7 @@ class ZoneDetailScreen(DataScreen):
         sources = self.query_one("#limit-sources", Static)
         if point is None:
             trend.update("")
-            sources.update("")
+            update_static(sources, "")
             return
         lims = self.app.limits.for_point(point, mode)
         tz = site_tz(self.app.cfg, self.app.cfg.zone(self.app.zone_focus).site)
@@ -130,9 +131,9 @@ class ZoneDetailScreen(DataScreen):
             lines = [f"{limit_line(n, lim, meta.get('unit'), meta.get('quantity'), point)}"
                      f": {lim.source}" + (" (active alarm)" if lim.from_alarm else "")
                      for n, lim in sorted(lims.items())]
-            sources.update(Text("\n".join(lines)))
+            update_static(sources, Text("\n".join(lines)))
         else:
-            sources.update(Text("no limit applies to this point", style="dim"))
+            update_static(sources, Text("no limit applies to this point", style="dim"))
 
     def on_data_table_row_highlighted(self, event) -> None:
         snap = self.app.snapshot

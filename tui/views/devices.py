@@ -125,17 +125,34 @@ def sample_cell(snap: Snapshot, d: Device) -> Text:
     return Text("--", style="dim")
 
 
+_by_points: list = [None, None, None]
+"""The last ``snap.points`` seen (held, so its identity stays its own) and what
+:func:`_point_groups` derived from it; the reader hands the same dict until points change."""
+
+
+def _point_groups(snap: Snapshot) -> tuple[list[tuple[str, str]], dict[str, list[str]]]:
+    """``(record channel, device)`` pairs and device -> its measured/derived points, worked
+    out once per set of points rather than on every redraw."""
+    if _by_points[0] is not snap.points:
+        channels, per_dev = [], {}
+        for name, row in snap.points.items():
+            dev, _, short = name.partition(".")
+            if short.startswith(("pc_", "count_")):
+                channels.append((name, row.get("device") or dev))
+            if row.get("kind") in ("measured", "derived", None):
+                per_dev.setdefault(row.get("device") or dev, []).append(name)
+        _by_points[:] = [snap.points, channels, per_dev]
+    return _by_points[1], _by_points[2]
+
+
 def newest_records(snap: Snapshot) -> dict[str, int]:
-    """Device -> time of its newest stored record (its channel points' newest sample), in one
-    pass over the points (the screen redraws every second at 2 000 points)."""
+    """Device -> time of its newest stored record (its channel points' newest sample), over
+    the record channels only (the screen redraws every second at 2 000 points)."""
     out: dict[str, int] = {}
-    for name, row in snap.points.items():
-        dev, _, short = name.partition(".")
-        if short.startswith(("pc_", "count_")):
-            ts = snap.value(name)[2]
-            dev = row.get("device") or dev
-            if ts is not None and ts > out.get(dev, -1):
-                out[dev] = ts
+    for name, dev in _point_groups(snap)[0]:
+        ts = snap.value(name)[2]
+        if ts is not None and ts > out.get(dev, -1):
+            out[dev] = ts
     return out
 
 
@@ -172,10 +189,7 @@ def faults_cell(snap: Snapshot, d: Device) -> Text:
 
 def device_rows(cfg: Config, snap: Snapshot) -> list[tuple[str, list]]:
     """One row per configured device."""
-    per_dev: dict[str, list[str]] = {}
-    for name, row in snap.points.items():
-        if row.get("kind") in ("measured", "derived", None):
-            per_dev.setdefault(row.get("device") or name.split(".", 1)[0], []).append(name)
+    per_dev = _point_groups(snap)[1]
     newest_rec = newest_records(snap)
     rows = []
     for d in cfg.devices:

@@ -149,8 +149,10 @@ class Trend(Static):
         self._args = args
         self.border_title = title
         end = None if end_ms is None else (edge + 1) * bucket_ms
+        # the chart is drawn to the widget's size, which the stylesheet fixes (#trend,
+        # #point-trend): a redraw needs no layout of the screen
         self.update(chart(buckets, limits, max(20, size.width), max(3, size.height - 1), tz,
-                          end, span_ms, bucket_ms))
+                          end, span_ms, bucket_ms), layout=False)
 
     def on_resize(self) -> None:
         self._args = None

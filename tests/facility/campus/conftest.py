@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from tests.fixtures.campus import Recorder
@@ -22,3 +24,16 @@ def recorder(broker):
     r = Recorder(broker.port)
     yield r
     r.close()
+
+
+@pytest.fixture
+def procs():
+    """Every uplink process a test starts, killed at the end whatever happened (a stopped
+    one is continued first, so the kill is delivered)."""
+    started: list = []
+    yield started
+    for p in started:
+        if p.poll() is None:
+            p.send_signal(signal.SIGCONT)
+            p.kill()
+        p.wait(30)

@@ -19,28 +19,11 @@ import pytest
 
 from facility.service.socket import current_login
 from facility.store import Store
+from tests.fixtures.terminal import screen, tmux, wait_screen
 from tests.fixtures.wait import wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
-
-
-def _tmux(*args: str) -> str:
-    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
-
-
-def _screen(session: str) -> str:
-    return _tmux("capture-pane", "-p", "-t", session)
-
-
-def _wait_screen(session: str, predicate, timeout_s: float = 90.0) -> str:
-    last = [""]
-
-    def shown() -> bool:
-        last[0] = _screen(session)
-        return predicate(last[0])
-    wait_for(shown, timeout_s, step_s=0.5)
-    return last[0]
 
 
 def test_demo_in_tmux(tmp_path):
@@ -50,7 +33,7 @@ def test_demo_in_tmux(tmp_path):
     config.write_text((ROOT / "config.toml").read_text())
     session = f"demo-{uuid.uuid4().hex[:8]}"
     cmd = f"cd {tmp_path} && {sys.executable} -m facility demo --config {config}; sleep 5"
-    _tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "40", cmd)
+    tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "40", cmd)
     db = tmp_path / "var" / "demo" / "facility.db"
     try:
         # each step is announced on screen as it starts (watched from the start: an
@@ -59,7 +42,7 @@ def test_demo_in_tmux(tmp_path):
         text = _watch(session, seen, lambda t: "MEC-LITHO" in t and ("Overview" in t
                                                                      or "Ovw" in t))
         assert "MEC-LITHO" in text and "MARS-LINE1" in text, text
-        _tmux("send-keys", "-t", session, "2")
+        tmux("send-keys", "-t", session, "2")
         text = _watch(session, seen, lambda t: len(seen) == len(ANNOUNCED)
                       and "MEC-GD-04:gas_high" in t, timeout_s=180.0)
         assert seen == list(ANNOUNCED), (seen, text)
@@ -80,8 +63,8 @@ def test_demo_in_tmux(tmp_path):
         # a readable log: INFO lines of the facility, no pymodbus frames or debug lines
         log = (db.parent / "demo.log").read_text()
         assert "demo story at" in log and "pymodbus" not in log and " DEBUG " not in log, log
-        _tmux("send-keys", "-t", session, "q")
-        text = _wait_screen(session, lambda t: "demo stopped" in t)
+        tmux("send-keys", "-t", session, "q")
+        text = wait_screen(session, lambda t: "demo stopped" in t)
         assert "demo stopped" in text, text
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
@@ -96,7 +79,7 @@ def _watch(session: str, seen: list[str], predicate, timeout_s: float = 90.0) ->
     last = [""]
 
     def shown() -> bool:
-        last[0] = text = _screen(session)
+        last[0] = text = screen(session)
         seen.extend(m for m in ANNOUNCED if m in text and m not in seen)
         return predicate(text)
     wait_for(shown, timeout_s, step_s=0.5)
@@ -151,23 +134,23 @@ def _ack_selected(session: str, alarm_part: str, timeout_s: float = 90.0) -> str
     """
     end = time.monotonic() + timeout_s
     while True:
-        text = _screen(session)
+        text = screen(session)
         rows = [ln for ln in text.splitlines() if ALARM_ROW.match(ln)]
         target = next(i for i, ln in enumerate(rows) if alarm_part in ln)
         # one write: the terminal delivers the keys in order and the TUI handles them in order;
         # Up to the first row (a DataTable's Home scrolls left, it does not move the cursor)
-        _tmux("send-keys", "-t", session, *["Up"] * (len(rows) + 1), *["Down"] * target, "a")
-        modal = _wait_screen(session, lambda t: "reason" in t.lower())
+        tmux("send-keys", "-t", session, *["Up"] * (len(rows) + 1), *["Down"] * target, "a")
+        modal = wait_screen(session, lambda t: "reason" in t.lower())
         assert current_login() in modal, modal
         title = next(ln for ln in modal.splitlines() if "Acknowledge " in ln)
         acked = title.split("Acknowledge ", 1)[1].split()[0]
         if acked.startswith(alarm_part):  # one of the story's gas alarms
             break
         assert time.monotonic() < end, f"never opened {alarm_part}: {modal}"
-        _tmux("send-keys", "-t", session, "Escape")
-        _wait_screen(session, lambda t: "reason (required)" not in t.lower())
-    _tmux("send-keys", "-t", session, "-l", "leak test acknowledged in tmux")
-    _tmux("send-keys", "-t", session, "Enter")
+        tmux("send-keys", "-t", session, "Escape")
+        wait_screen(session, lambda t: "reason (required)" not in t.lower())
+    tmux("send-keys", "-t", session, "-l", "leak test acknowledged in tmux")
+    tmux("send-keys", "-t", session, "Enter")
     return acked
 
 
