@@ -155,6 +155,7 @@ class Stack:
         self.record_s = record_s
         self.on_step = on_step
         self.ready = threading.Event()
+        self.done = threading.Event()  # the stack's thread has ended (stopped, or failed)
         self.error: BaseException | None = None
         self.db_path = cfg.db_path
         self.story_t0: float | None = None  # time.monotonic() of the first committed cycle
@@ -188,6 +189,8 @@ class Stack:
         except BaseException as exc:  # reported to the starting thread
             self.error = exc
             self.ready.set()
+        finally:
+            self.done.set()
 
     async def _run(self) -> None:
         from facility.service.service import Service
@@ -207,6 +210,9 @@ class Stack:
         # ``cycles`` counts cycles whose write has returned: the first one is committed
         while service.cycles == 0 and not task.done():
             await asyncio.sleep(0.1)
+        if service.cycles == 0:  # the service ended before its first cycle: say why
+            await task  # its exception, reported by _main
+            raise RuntimeError("the service stopped before its first cycle")
         self.story_t0 = time.monotonic()
         story = (asyncio.create_task(self._story(sim, self.story_t0))
                  if sim is not None and self.timeline else None)

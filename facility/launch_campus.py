@@ -496,8 +496,19 @@ def site_main(argv: list[str]) -> int:
         log.info("site %s: service running; uplink to 127.0.0.1:%s", site, broker.port)
         up = Uplink(dcfg)
         running.append(up)
+
+        def watch() -> None:  # a service that ends on its own ends the site
+            stack.done.wait()
+            if not stopping.is_set():
+                up.stop()
+        threading.Thread(target=watch, name="site-watch", daemon=True).start()
         if not stopping.is_set():
             up.run()
+        if not stopping.is_set():  # the service ended, not the demo
+            why = stack.error or "it stopped on its own"
+            log.error("site %s: service ended: %s", site, why)
+            print(f"site error: the service ended: {why}", file=sys.stderr, flush=True)
+            return 3
         return 0
     except KeyboardInterrupt:
         return 0

@@ -32,6 +32,7 @@ peer is logged once per peer per minute, with a count of what was left out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -91,6 +92,32 @@ class ServiceNotListening(ServiceNotRunning):
 
 class ActionRefused(UsageError):
     """The service refused the action (exit 2); the refusal is audited by the service."""
+
+
+SUN_PATH_MAX = 107
+"""Longest socket path the kernel binds or connects: ``sun_path`` holds 108 bytes with the
+terminating NUL (Linux unix(7)). A database in a deep folder has a longer one."""
+
+
+@contextlib.contextmanager
+def reachable(path: str):
+    """A name for the socket file at ``path`` that fits in ``sun_path``: the path itself, or,
+    when it is longer, the same file through a descriptor of its folder
+    (``/proc/self/fd/N/<name>``, Linux), held open while the name is used. The socket file
+    itself stays at ``path`` (its mode and group are set there)."""
+    if len(os.fsencode(path)) <= SUN_PATH_MAX:
+        yield path
+        return
+    fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        short = f"/proc/self/fd/{fd}/{os.path.basename(path)}"
+        if len(os.fsencode(short)) > SUN_PATH_MAX or not os.path.isdir(f"/proc/self/fd/{fd}"):
+            raise OSError(f"socket path {path} is {len(os.fsencode(path))} bytes, over the"
+                          f" {SUN_PATH_MAX} a Unix socket allows; keep the database in a"
+                          " shorter path")
+        yield short
+    finally:
+        os.close(fd)
 
 
 def socket_path(db_path: str) -> str:
@@ -217,8 +244,9 @@ class ActionServer:
         """
         if os.path.exists(self.path):
             os.unlink(self.path)
-        self._server = await asyncio.start_unix_server(self._serve, path=self.path,
-                                                       backlog=BACKLOG)
+        with reachable(self.path) as name:
+            self._server = await asyncio.start_unix_server(self._serve, path=name,
+                                                           backlog=BACKLOG)
         restrict(self.path, SOCKET_MODE, self.group)
 
     async def close(self) -> None:
@@ -354,9 +382,10 @@ def request(db_path: str, payload: dict, timeout_s: float = 10.0) -> dict:
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            sock.connect(path)
+            with reachable(path) as name:
+                sock.connect(name)
             break
-        except (FileNotFoundError, ConnectionRefusedError):
+        except (FileNotFoundError, NotADirectoryError, ConnectionRefusedError):
             sock.close()
             raise ServiceNotListening(f"service not running: no answer on {path}; start it"
                                       " with `facility run`") from None

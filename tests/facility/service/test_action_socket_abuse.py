@@ -25,6 +25,7 @@ from facility.config import parse_config
 from facility.domain.text import REASON_MAX
 from facility.service.socket import (
     MAX_REQUEST_BYTES,
+    SUN_PATH_MAX,
     ActionRefused,
     ActionServer,
     LogThrottle,
@@ -199,6 +200,32 @@ def test_handler_failure_is_one_line_and_the_socket_survives(tmp_path):
     finally:
         loop.run(srv.close())
         loop.stop()
+
+
+def test_a_database_in_a_deep_folder_still_gets_its_action_socket(tmp_path):
+    """A socket path longer than sun_path's 107 bytes (a deep data folder, a CI temp dir) is
+    bound and reached through a descriptor of its folder; the socket file is where it
+    belongs, with its mode, and `request` reaches it like any other."""
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    db = str(deep / "facility.db")
+    assert len(os.fsencode(socket_path(db))) > SUN_PATH_MAX
+
+    async def ping(login, req):
+        return {"ok": True, "message": f"pong {login}"}
+
+    loop = LoopThread("deep-socket")
+    srv = ActionServer(socket_path(db), ping)
+    try:
+        loop.run(srv.start())
+        assert os.path.exists(socket_path(db))
+        assert os.stat(socket_path(db)).st_mode & 0o777 == 0o660
+        reply = request(db, {"action": "ping"})
+        assert reply["ok"] and reply["message"] == f"pong {current_login()}"
+    finally:
+        loop.run(srv.close())
+        loop.stop()
+    assert not os.path.exists(socket_path(db))
 
 
 # -- logging ------------------------------------------------------------------------------
