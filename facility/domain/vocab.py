@@ -64,6 +64,7 @@ ALARM_KINDS: tuple[str, ...] = (
     "store_full",  # cycles held in memory because the database could not be written
     "lost_cycles",  # engine cycles the overloaded service did not run (a counted gap)
     "calibration",  # a device's calibration_due has passed (docs/ARCHITECTURE.md "Calibration tracking")
+    "offline",  # central: a site's edge node is gone (docs/ARCHITECTURE.md "Campus (Sparkplug B)")
 )
 """The ``<kind>`` of an alarm id ``<subject>:<kind>`` (docs/ARCHITECTURE.md
 "Alarm lifecycle")."""

@@ -29,7 +29,7 @@ from tests.fixtures.campus import (
     site_config,
     uplink_process,
 )
-from tests.fixtures.config import facility_toml
+from tests.fixtures.config import facility_toml, site
 from tests.fixtures.wait import hold
 
 ALARM = "campus:mec:offline"
@@ -247,3 +247,19 @@ def test_watch_defaults_page_high_after_a_minute():
     c = cfg.central
     assert (c.offline_grace_s, c.silence_s, c.online_hold_s, c.offline_priority) == (
         60.0, 90.0, 120.0, "high")
+
+
+def test_a_route_can_select_the_offline_kind():
+    """A central may route dead-node pages on their own (``kinds = ["offline"]``): the kind is
+    one config accepts, and the route matches the watch's alarm and not another kind."""
+    from alarms.paging import route_matches
+    from facility.campus.watch import KIND
+
+    cfg = parse_config(facility_toml(
+        id="hk", sites=[site("mec", name="Mechanical")],
+        paging={"channels": [{"id": "hook", "type": "webhook", "url": "http://127.0.0.1:9/p"}],
+                "routes": [{"kinds": [KIND], "levels": [{"after_s": 0, "channels": ["hook"]}]}]},
+        central={"sites": [{"id": "mec", "node_id": "MEC"}]}))
+    route = cfg.paging.routes[0]
+    assert route_matches(route, priority="high", site="mec", zone=None, kind=KIND)
+    assert not route_matches(route, priority="high", site="mec", zone=None, kind="comm")
