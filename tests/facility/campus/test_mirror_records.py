@@ -23,23 +23,12 @@ from facility.cli import cli
 from facility.config import load_config
 from facility.domain.model import iso_ms, now_ms
 from facility.store import Cycle, Store, StoreError
-from tests.fixtures.campus import Background, Site, poll, site_config
-from tests.fixtures.config import facility_toml
+from tests.fixtures.campus import Background, Site, central_config, poll, site_config
 
 ALARM = "DP-1.dp:high"
 EVENT_KEYS = ("alarm_id", "occurrence", "event", "state_from", "state_to", "ts_ms",
               "detected_ms", "value", "limit", "source", "actor", "reason", "config_version",
               "details", "actor_name", "actor_roles")
-
-
-def central_config(tmp_path, port: int) -> str:
-    path = tmp_path / "central.toml"
-    path.write_text(facility_toml(
-        id="hk", storage={"path": "central/central.db"},
-        central={"host_id": "central", "broker": {"host": "127.0.0.1", "port": port,
-                                                  "keepalive_s": 5.0},
-                 "sites": [{"id": "mec", "node_id": "MEC"}]}))
-    return str(path)
 
 
 class AlarmSite(Site):
